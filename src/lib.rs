@@ -1,0 +1,2 @@
+//! Bilateral.
+pub mod zmq;
