@@ -1,2 +1,5 @@
 //! Bilateral.
+pub mod core;
+pub mod error;
+pub mod protocol;
 pub mod zmq;

@@ -1,0 +1,87 @@
+//! The knobs of the core: identity, timers and limits.
+
+use std::time::Duration;
+
+use crate::protocol::{NodeName, Security};
+
+/// Every timer of the peer state machine.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Timers {
+    /// How often a heartbeat (PING) goes to every joined peer. Default 1 s.
+    pub heartbeat_interval: Duration,
+    /// Silence on a link after which it is dead; a peer with no live link is
+    /// lost. Default 5 s.
+    pub lost_timeout: Duration,
+    /// How long one join attempt waits for WELCOME before it counts as failed.
+    /// Default 2 s.
+    pub join_timeout: Duration,
+    /// Interval between JOIN retransmissions within one attempt. Default 500 ms.
+    pub join_retry: Duration,
+    /// Delay before the first retry after a failed attempt. Default 100 ms.
+    pub backoff_initial: Duration,
+    /// Cap of the exponentially growing retry delay. Default 30 s.
+    pub backoff_max: Duration,
+    /// Fraction of each delay that is randomised: a delay `d` becomes a value in
+    /// `(d·(1−jitter), d]`. Default 0.5; 0 disables jitter.
+    pub backoff_jitter: f64,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            heartbeat_interval: Duration::from_secs(1),
+            lost_timeout: Duration::from_secs(5),
+            join_timeout: Duration::from_secs(2),
+            join_retry: Duration::from_millis(500),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(30),
+            backoff_jitter: 0.5,
+        }
+    }
+}
+
+/// Bounds on memory and work the network can make a node spend.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    /// Largest frame accepted; larger ones are dropped and counted. Default 16 MiB.
+    pub max_message_size: usize,
+    /// Most calls (multicast counts once) awaiting replies at a time; beyond it
+    /// a call fails with `Overloaded`. Default 100 000.
+    pub max_pending_calls: usize,
+    /// Most requests and casts queued for or running on the worker pool; beyond
+    /// it requests are answered `Overloaded` and casts dropped. Default 10 000.
+    pub max_queued_handlers: usize,
+    /// Most REJECT(NotJoined) answers per second to senders without a session.
+    /// Default 200.
+    pub max_not_joined_replies_per_sec: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: 16 * 1024 * 1024,
+            max_pending_calls: 100_000,
+            max_queued_handlers: 10_000,
+            max_not_joined_replies_per_sec: 200,
+        }
+    }
+}
+
+/// Everything the core needs to know about the node it runs.
+#[derive(Clone, Debug)]
+pub struct MeshConfig {
+    /// This node's name.
+    pub name: NodeName,
+    /// The network name; only nodes with the same one can join each other.
+    pub network: String,
+    /// This start's random incarnation.
+    pub incarnation: u64,
+    /// The security mechanism of every socket of the node.
+    pub security: Security,
+    /// Timers.
+    pub timers: Timers,
+    /// Limits.
+    pub limits: Limits,
+    /// Seed of the random source used for backoff jitter.
+    pub seed: u64,
+}

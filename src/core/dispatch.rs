@@ -1,0 +1,184 @@
+//! Calls and casts: sending requests, admitting inbound work, matching replies.
+
+use std::time::{Duration, Instant};
+
+use super::mesh::{Action, Job, JobDone, JobOutcome, Mesh};
+use super::peer::Link;
+use crate::error::{CallError, Side};
+use crate::protocol::{Cast, Message, NodeName, Reply, ReplyStatus, Request};
+
+impl<C: Clone> Mesh<C> {
+    /// Starts a call of `method` on every peer in `targets`.
+    ///
+    /// Each target gets exactly one [`Action::Resolve`] with its index in
+    /// `targets`: at once for targets that cannot be reached (unknown, not in
+    /// session, this node itself), else when its reply arrives, its session
+    /// ends, or `deadline` passes.
+    pub fn handle_call(
+        &mut self,
+        targets: &[NodeName],
+        method: &str,
+        args: &[u8],
+        deadline: Instant,
+        completion: C,
+        now: Instant,
+    ) {
+        let refuse = |mesh: &mut Self, index: usize, error: CallError| {
+            mesh.actions.push_back(Action::Resolve { completion: completion.clone(), index, outcome: Err(error) });
+        };
+        if self.closed {
+            (0..targets.len()).for_each(|i| refuse(self, i, CallError::Closed));
+            return;
+        }
+        if deadline <= now {
+            (0..targets.len()).for_each(|i| refuse(self, i, CallError::Timeout));
+            return;
+        }
+        if self.calls.len() >= self.cfg.limits.max_pending_calls {
+            (0..targets.len()).for_each(|i| refuse(self, i, CallError::Overloaded(Side::Local)));
+            return;
+        }
+        let id = self.calls.allocate_id();
+        let timeout = deadline.saturating_duration_since(now);
+        let request = Message::Request(Request {
+            request_id: id,
+            timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+            method,
+            args,
+        });
+        let frame = request.encode(self.cfg.incarnation);
+        let mut waiting = Vec::with_capacity(targets.len());
+        for (index, target) in targets.iter().enumerate() {
+            let route = match self.peers.get_mut(target) {
+                Some(peer) if peer.session.is_some() => match peer.preferred_link() {
+                    Some(link) => {
+                        peer.stats.calls_out += 1;
+                        Ok(link)
+                    }
+                    None => Err(CallError::Unreachable(None)),
+                },
+                Some(peer) => Err(CallError::Unreachable(peer.last_rejection.clone())),
+                None => Err(CallError::UnknownPeer),
+            };
+            match route {
+                Ok(link) => {
+                    self.send_frame(target, link, frame.clone(), Some(id));
+                    waiting.push((target.clone(), index));
+                }
+                Err(error) => refuse(self, index, error),
+            }
+        }
+        self.calls.insert(id, completion, deadline, waiting);
+    }
+
+    /// Sends a cast of `method` to every target in session; returns how many.
+    pub fn handle_cast(&mut self, targets: &[NodeName], method: &str, args: &[u8], now: Instant) -> usize {
+        let _ = now;
+        if self.closed {
+            return 0;
+        }
+        let frame = Message::Cast(Cast { method, args }).encode(self.cfg.incarnation);
+        let mut sent = 0;
+        for target in targets {
+            let link = self.peers.get(target).filter(|p| p.session.is_some()).and_then(|p| p.preferred_link());
+            if let Some(link) = link {
+                self.send_frame(target, link, frame.clone(), None);
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// A REQUEST from a peer in session: admit it to the worker pool or refuse it.
+    pub(super) fn on_request(&mut self, name: &NodeName, incarnation: u64, link: Link, r: &Request<'_>, now: Instant) {
+        if let Some(peer) = self.peers.get_mut(name) {
+            peer.stats.calls_in += 1;
+        }
+        if self.queued_handlers >= self.cfg.limits.max_queued_handlers {
+            self.stats.requests_refused += 1;
+            let reply = Message::Reply(Reply {
+                request_id: r.request_id,
+                status: ReplyStatus::Overloaded,
+                payload: b"handler queue full",
+            });
+            self.send(name, link, &reply, None);
+            return;
+        }
+        self.queued_handlers += 1;
+        self.actions.push_back(Action::Dispatch(Job {
+            peer: name.clone(),
+            incarnation,
+            link,
+            request_id: Some(r.request_id),
+            deadline: Some(now + Duration::from_millis(u64::from(r.timeout_ms))),
+            method: r.method.to_string(),
+            args: r.args.to_vec(),
+        }));
+    }
+
+    /// A CAST from a peer in session: admit it or drop it.
+    pub(super) fn on_cast(&mut self, name: &NodeName, incarnation: u64, link: Link, c: &Cast<'_>) {
+        if self.queued_handlers >= self.cfg.limits.max_queued_handlers {
+            self.stats.casts_dropped += 1;
+            log::debug!("dropped cast {} from {name}: handler queue full", c.method);
+            return;
+        }
+        self.queued_handlers += 1;
+        self.actions.push_back(Action::Dispatch(Job {
+            peer: name.clone(),
+            incarnation,
+            link,
+            request_id: None,
+            deadline: None,
+            method: c.method.to_string(),
+            args: c.args.to_vec(),
+        }));
+    }
+
+    /// A REPLY: settle the matching call entry, or count it as late.
+    pub(super) fn on_reply(&mut self, name: &NodeName, r: &Reply<'_>) {
+        let text = || String::from_utf8_lossy(r.payload).into_owned();
+        let outcome = match r.status {
+            ReplyStatus::Ok => Ok(r.payload.to_vec()),
+            ReplyStatus::HandlerError => Err(CallError::Remote(text())),
+            ReplyStatus::UnknownMethod => Err(CallError::UnknownMethod),
+            ReplyStatus::BadArguments => Err(CallError::BadArguments(text())),
+            ReplyStatus::Overloaded => Err(CallError::Overloaded(Side::Remote)),
+            ReplyStatus::ShuttingDown => Err(CallError::ShuttingDown),
+            ReplyStatus::Other(code) => Err(CallError::Remote(format!("status {code}: {}", text()))),
+        };
+        match self.calls.resolve(r.request_id, name, outcome) {
+            Some(resolved) => self.push_resolved(vec![resolved]),
+            None => {
+                self.stats.late_replies += 1;
+                log::debug!("late or unmatched reply {} from {name}", r.request_id);
+            }
+        }
+    }
+
+    /// A worker finished a job: send its reply if the session still stands.
+    pub fn handle_job_done(&mut self, done: JobDone, now: Instant) {
+        let _ = now;
+        self.queued_handlers = self.queued_handlers.saturating_sub(1);
+        let (status, payload) = match done.outcome {
+            JobOutcome::Reply(status, payload) => (status, payload),
+            JobOutcome::Expired => {
+                self.stats.requests_expired += 1;
+                return;
+            }
+            JobOutcome::CastDone => return,
+        };
+        let Some(request_id) = done.request_id else { return };
+        let link = self
+            .peers
+            .get(&done.peer)
+            .filter(|p| p.incarnation() == Some(done.incarnation))
+            .and_then(|p| if p.link_up(done.link) { Some(done.link) } else { p.preferred_link() });
+        let Some(link) = link else {
+            self.stats.replies_orphaned += 1;
+            return;
+        };
+        let reply = Message::Reply(Reply { request_id, status, payload: &payload });
+        self.send(&done.peer, link, &reply, None);
+    }
+}

@@ -1,0 +1,419 @@
+//! The [`Mesh`]: every peer of one node, its pending calls, and the routing of
+//! inbound frames to the handshake, liveness and dispatch logic.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::calls::{CallTable, Outcome, Resolved};
+use super::config::MeshConfig;
+use super::events::PeerEvent;
+use super::peer::{Link, Peer, PeerInfo, PeerState};
+use super::rng::Rng;
+use super::stats::NodeStats;
+use crate::protocol::{self, Envelope, Message, NodeName, RejectCode, ReplyStatus};
+
+/// Something the I/O shell must do.
+#[derive(Debug)]
+pub enum Action<C> {
+    /// Send a frame to a peer over one of its links.
+    Transmit(Transmit),
+    /// Open (or re-open) the DEALER to `peer`: close any existing one, create a
+    /// new one with this node's name as routing id, connect it to `endpoint`.
+    OpenLink {
+        /// The peer.
+        peer: NodeName,
+        /// Where it listens.
+        endpoint: String,
+    },
+    /// Close the DEALER to `peer`, dropping whatever it still queues.
+    CloseLink {
+        /// The peer.
+        peer: NodeName,
+    },
+    /// Publish an event to the application.
+    Event(PeerEvent),
+    /// Run a handler on the worker pool, then report with [`Mesh::handle_job_done`].
+    Dispatch(Job),
+    /// Deliver one entry of a call's result to its caller.
+    Resolve {
+        /// The caller's completion handle, as given to [`Mesh::handle_call`].
+        completion: C,
+        /// Which target of the call this entry is for.
+        index: usize,
+        /// The reply or why there is none.
+        outcome: Outcome,
+    },
+}
+
+/// A frame to send.
+#[derive(Clone, Debug)]
+pub struct Transmit {
+    /// The peer, which is also the routing id on the ROUTER.
+    pub peer: NodeName,
+    /// The link to send it on.
+    pub link: Link,
+    /// The encoded frame.
+    pub frame: Vec<u8>,
+    /// The request id when the frame is a REQUEST, so a failed send can fail the call.
+    pub request_id: Option<u64>,
+}
+
+/// Where an inbound message came from.
+#[derive(Clone, Copy, Debug)]
+pub enum Origin<'a> {
+    /// The ROUTER. Its first frame is the sender's routing id.
+    Router,
+    /// The DEALER this node opened to `peer`.
+    Outbound(&'a NodeName),
+}
+
+/// A request or cast to run on the worker pool.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// Who sent it.
+    pub peer: NodeName,
+    /// The sender's incarnation.
+    pub incarnation: u64,
+    /// The link it arrived on (the reply goes back on it).
+    pub link: Link,
+    /// The request id, or `None` for a cast.
+    pub request_id: Option<u64>,
+    /// After this instant the caller has given up; the handler is not started.
+    pub deadline: Option<Instant>,
+    /// The method name.
+    pub method: String,
+    /// The MessagePack arguments.
+    pub args: Vec<u8>,
+}
+
+/// What a worker reports when a [`Job`] is over.
+#[derive(Clone, Debug)]
+pub struct JobDone {
+    /// The job's peer.
+    pub peer: NodeName,
+    /// The job's incarnation.
+    pub incarnation: u64,
+    /// The job's link.
+    pub link: Link,
+    /// The job's request id.
+    pub request_id: Option<u64>,
+    /// How it ended.
+    pub outcome: JobOutcome,
+}
+
+/// How a job ended.
+#[derive(Clone, Debug)]
+pub enum JobOutcome {
+    /// A reply to send (requests only).
+    Reply(ReplyStatus, Vec<u8>),
+    /// The deadline passed before the handler could start.
+    Expired,
+    /// A cast ran (or failed: nobody is told).
+    CastDone,
+}
+
+/// Why the shell could not hand a frame to a socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendFailure {
+    /// The socket's queue is full.
+    QueueFull,
+    /// The ROUTER has no connection with that routing id any more, or the peer
+    /// has no DEALER open.
+    Unreachable,
+}
+
+/// The state of one node's mesh: peers, sessions, pending calls.
+///
+/// `C` is the caller's completion handle (a channel sender in the node; any
+/// `Clone` value in tests), handed back in [`Action::Resolve`].
+#[derive(Debug)]
+pub struct Mesh<C> {
+    pub(super) cfg: MeshConfig,
+    pub(super) peers: HashMap<NodeName, Peer>,
+    pub(super) calls: CallTable<C>,
+    pub(super) actions: VecDeque<Action<C>>,
+    pub(super) rng: Rng,
+    pub(super) stats: NodeStats,
+    pub(super) queued_handlers: usize,
+    pub(super) closed: bool,
+    pub(super) generation: u64,
+    /// Start and count of the current one-second window of NotJoined replies.
+    pub(super) not_joined_window: (Instant, u32),
+}
+
+impl<C: Clone> Mesh<C> {
+    /// A mesh with no peers.
+    pub fn new(cfg: MeshConfig, now: Instant) -> Self {
+        let mut rng = Rng::new(cfg.seed);
+        let first_id = rng.next_u64();
+        Mesh {
+            cfg,
+            peers: HashMap::new(),
+            calls: CallTable::new(first_id),
+            actions: VecDeque::new(),
+            rng,
+            stats: NodeStats::default(),
+            queued_handlers: 0,
+            closed: false,
+            generation: 0,
+            not_joined_window: (now, 0),
+        }
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &NodeName {
+        &self.cfg.name
+    }
+
+    /// This node's incarnation.
+    pub fn incarnation(&self) -> u64 {
+        self.cfg.incarnation
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MeshConfig {
+        &self.cfg
+    }
+
+    /// Whether [`Mesh::handle_close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Changes whenever a peer appears, disappears or changes state.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_action(&mut self) -> Option<Action<C>> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Mesh::handle_timeout`] must run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let lost = self.cfg.timers.lost_timeout;
+        self.peers
+            .values()
+            .filter_map(|p| p.next_deadline(lost))
+            .chain(self.calls.next_deadline())
+            .min()
+    }
+
+    /// Node-wide counters.
+    pub fn stats(&self) -> NodeStats {
+        self.stats
+    }
+
+    /// Requests and casts admitted to the worker pool and not yet done.
+    pub fn queued_handlers(&self) -> usize {
+        self.queued_handlers
+    }
+
+    /// Calls awaiting replies.
+    pub fn pending_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// A snapshot of one peer.
+    pub fn peer_info(&self, name: &str) -> Option<PeerInfo> {
+        self.peers.get(name).map(Peer::info)
+    }
+
+    /// Snapshots of every peer, sorted by name.
+    pub fn peer_infos(&self) -> Vec<PeerInfo> {
+        let mut all: Vec<PeerInfo> = self.peers.values().map(Peer::info).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Every peer's name, state and session incarnation.
+    pub fn directory(&self) -> Vec<(NodeName, PeerState, Option<u64>)> {
+        self.peers.values().map(|p| (p.name.clone(), p.state(), p.incarnation())).collect()
+    }
+
+    /// A message arrived. `frames` are its first frames (at most a few are
+    /// kept) and `total_frames` how many it had.
+    pub fn handle_inbound(&mut self, origin: Origin<'_>, frames: &[&[u8]], total_frames: usize, now: Instant) {
+        if self.closed {
+            return;
+        }
+        self.stats.frames_in += 1;
+        match origin {
+            Origin::Router => self.on_router(frames, total_frames, now),
+            Origin::Outbound(peer) => self.on_outbound(peer, frames, total_frames, now),
+        }
+    }
+
+    fn on_router(&mut self, frames: &[&[u8]], total: usize, now: Instant) {
+        let Some(routing_id) = frames.first() else { return };
+        let Ok(name) = NodeName::from_bytes(routing_id) else {
+            self.stats.bad_routing_id += 1;
+            log::debug!("dropped message from invalid routing id {:?}", lossy(routing_id));
+            return;
+        };
+        // A DEALER speaking the protocol sends exactly one frame; the ROUTER
+        // adds the routing id in front.
+        let (true, Some(body)) = (total == 2, frames.get(1)) else {
+            self.malformed(Some(&name), "wrong frame count", |s| &mut s.wrong_frame_count);
+            return;
+        };
+        let Some(env) = self.decode(Some(&name), body) else { return };
+        if name == self.cfg.name {
+            if let Message::Join(_) = env.message {
+                self.refuse(&name, env.incarnation, RejectCode::JoiningItself, "this is my own name");
+            } else {
+                self.stats.bad_routing_id += 1;
+                log::debug!("dropped message from a sender using this node's own name");
+            }
+            return;
+        }
+        let len = body.len();
+        match env.message {
+            Message::Join(join) => self.on_join(name, env.incarnation, &join, len, now),
+            Message::Welcome(_) | Message::Reject(_) => {
+                self.malformed(Some(&name), "handshake reply on the ROUTER", |s| &mut s.malformed);
+            }
+            _ => self.on_session_message(&name, Link::Inbound, env, len, now),
+        }
+    }
+
+    fn on_outbound(&mut self, peer: &NodeName, frames: &[&[u8]], total: usize, now: Instant) {
+        let (true, Some(body)) = (total == 1, frames.first()) else {
+            self.malformed(Some(peer), "wrong frame count", |s| &mut s.wrong_frame_count);
+            return;
+        };
+        let Some(env) = self.decode(Some(peer), body) else { return };
+        let len = body.len();
+        match env.message {
+            Message::Welcome(w) => self.on_welcome(peer, env.incarnation, &w, len, now),
+            Message::Reject(r) => self.on_reject(peer, env.incarnation, &r, now),
+            Message::Join(_) => self.malformed(Some(peer), "JOIN on a DEALER", |s| &mut s.malformed),
+            _ => self.on_session_message(peer, Link::Outbound, env, len, now),
+        }
+    }
+
+    /// Size check and decoding; counts and logs whatever fails.
+    fn decode<'b>(&mut self, from: Option<&NodeName>, body: &'b [u8]) -> Option<Envelope<'b>> {
+        if body.len() > self.cfg.limits.max_message_size {
+            self.malformed(from, "oversized frame", |s| &mut s.oversized);
+            return None;
+        }
+        match protocol::decode(body) {
+            Ok(env) => Some(env),
+            Err(e) => {
+                log::debug!("undecodable frame from {from:?}: {e}");
+                self.malformed(from, "undecodable frame", |s| &mut s.malformed);
+                None
+            }
+        }
+    }
+
+    pub(super) fn malformed(
+        &mut self,
+        from: Option<&NodeName>,
+        what: &str,
+        counter: impl FnOnce(&mut NodeStats) -> &mut u64,
+    ) {
+        *counter(&mut self.stats) += 1;
+        if let Some(peer) = from.and_then(|n| self.peers.get_mut(n)) {
+            peer.stats.malformed += 1;
+        }
+        log::debug!("dropped {what} from {from:?}");
+    }
+
+    /// A message that needs a session: heartbeats, calls, replies, casts, PART.
+    fn on_session_message(&mut self, name: &NodeName, link: Link, env: Envelope<'_>, len: usize, now: Instant) {
+        let current = self.peers.get(name).and_then(Peer::incarnation);
+        if current != Some(env.incarnation) {
+            if current.is_some() {
+                self.stats.stale_incarnation += 1;
+            } else {
+                self.stats.unknown_sender += 1;
+            }
+            log::debug!("dropped {:?} from {name} outside a session", kind_name(&env.message));
+            if link == Link::Inbound {
+                self.tell_not_joined(name, env.incarnation, now);
+            }
+            return;
+        }
+        if let Some(peer) = self.peers.get_mut(name) {
+            peer.heard_on(link, now);
+            peer.stats.messages_in += 1;
+            peer.stats.bytes_in += len as u64;
+        }
+        match env.message {
+            Message::Ping { nonce } => self.send(name, link, &Message::Pong { nonce }, None),
+            Message::Pong { nonce } => self.on_pong(name, nonce, now),
+            Message::Part(reason) => self.on_part(name, reason, now),
+            Message::Request(r) => self.on_request(name, env.incarnation, link, &r, now),
+            Message::Reply(r) => self.on_reply(name, &r),
+            Message::Cast(c) => self.on_cast(name, env.incarnation, link, &c),
+            Message::Join(_) | Message::Welcome(_) | Message::Reject(_) => {}
+        }
+    }
+
+    /// Answers a sender without a session with REJECT(NotJoined), at a bounded rate.
+    fn tell_not_joined(&mut self, name: &NodeName, their_incarnation: u64, now: Instant) {
+        let (start, count) = &mut self.not_joined_window;
+        if now.saturating_duration_since(*start) >= Duration::from_secs(1) {
+            *start = now;
+            *count = 0;
+        }
+        if *count >= self.cfg.limits.max_not_joined_replies_per_sec {
+            return;
+        }
+        *count += 1;
+        let reject = self.reject_message(RejectCode::NotJoined, their_incarnation, "");
+        self.send(name, Link::Inbound, &reject, None);
+    }
+
+    /// Encodes `message` from this incarnation and queues it for `peer` on `link`.
+    pub(super) fn send(&mut self, peer: &NodeName, link: Link, message: &Message<'_>, request_id: Option<u64>) {
+        let frame = message.encode(self.cfg.incarnation);
+        self.send_frame(peer, link, frame, request_id);
+    }
+
+    /// Queues an already encoded frame.
+    pub(super) fn send_frame(&mut self, peer: &NodeName, link: Link, frame: Vec<u8>, request_id: Option<u64>) {
+        self.stats.frames_out += 1;
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.stats.messages_out += 1;
+            p.stats.bytes_out += frame.len() as u64;
+        }
+        self.actions.push_back(Action::Transmit(Transmit { peer: peer.clone(), link, frame, request_id }));
+    }
+
+    pub(super) fn emit(&mut self, event: PeerEvent) {
+        self.generation += 1;
+        self.actions.push_back(Action::Event(event));
+    }
+
+    pub(super) fn push_resolved(&mut self, resolved: Vec<Resolved<C>>) {
+        for r in resolved {
+            self.actions.push_back(Action::Resolve {
+                completion: r.completion,
+                index: r.index,
+                outcome: r.outcome,
+            });
+        }
+    }
+}
+
+pub(super) fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).chars().take(64).collect()
+}
+
+fn kind_name(m: &Message<'_>) -> &'static str {
+    match m {
+        Message::Join(_) => "JOIN",
+        Message::Welcome(_) => "WELCOME",
+        Message::Reject(_) => "REJECT",
+        Message::Ping { .. } => "PING",
+        Message::Pong { .. } => "PONG",
+        Message::Part(_) => "PART",
+        Message::Request(_) => "REQUEST",
+        Message::Reply(_) => "REPLY",
+        Message::Cast(_) => "CAST",
+    }
+}

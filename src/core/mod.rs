@@ -1,0 +1,32 @@
+//! The sans-IO core: the protocol's state machines, with no sockets, threads or clock.
+//!
+//! [`Mesh`] holds every peer session and the pending-call table. The I/O
+//! shell feeds it events through `handle_*` methods, each taking the current
+//! time as an argument, and drains what it must do from [`Mesh::poll_action`]:
+//! frames to transmit, links to open or close, events to publish, handlers to
+//! run, call results to deliver. [`Mesh::poll_timeout`] says when
+//! [`Mesh::handle_timeout`] must be called next. Because nothing in here reads
+//! a clock or touches a socket, every timer and race is unit-tested
+//! deterministically in `core::tests`.
+
+mod backoff;
+mod calls;
+mod config;
+mod dispatch;
+mod events;
+mod handshake;
+mod liveness;
+mod mesh;
+mod peer;
+mod rng;
+mod stats;
+
+pub use calls::Outcome;
+pub use config::{Limits, MeshConfig, Timers};
+pub use events::{LostReason, PeerEvent, Rejection};
+pub use mesh::{Action, Job, JobDone, JobOutcome, Mesh, Origin, SendFailure, Transmit};
+pub use peer::{Link, PeerInfo, PeerState};
+pub use stats::{NodeStats, PeerStats};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,221 @@
+//! One peer: its session, its links and their timers.
+//!
+//! A peer is reached over up to two links. The *outbound* link is the DEALER
+//! this node opened because the application called `connect`; this node is
+//! responsible for joining over it and for retrying with backoff. The
+//! *inbound* link is the peer's own DEALER arriving on this node's ROUTER.
+//! Both carry the same session, identified by the peer's incarnation, so two
+//! nodes that dial each other simply end up with two links to one session.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::events::Rejection;
+use super::stats::PeerStats;
+use crate::protocol::NodeName;
+
+/// Which of a peer's links a frame travels on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Link {
+    /// Our DEALER, connected to the peer's ROUTER.
+    Outbound,
+    /// The peer's DEALER, seen through our ROUTER (addressed by routing id).
+    Inbound,
+}
+
+/// The application-visible state of a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PeerState {
+    /// A join attempt is under way.
+    Joining,
+    /// In session: calls and casts reach it.
+    Active,
+    /// Waiting before the next join attempt.
+    Backoff,
+}
+
+/// A snapshot of one peer for introspection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerInfo {
+    /// The peer's name.
+    pub name: NodeName,
+    /// Its state.
+    pub state: PeerState,
+    /// The incarnation of the current session, if any.
+    pub incarnation: Option<u64>,
+    /// The endpoint this node dials, if it dials the peer.
+    pub endpoint: Option<String>,
+    /// Whether our DEALER to the peer is joined.
+    pub outbound_up: bool,
+    /// Whether the peer's DEALER to us is live.
+    pub inbound_up: bool,
+    /// Join attempts that failed in a row (reset by a WELCOME).
+    pub failed_attempts: u32,
+    /// The last refusal the peer sent us, if any.
+    pub last_rejection: Option<Rejection>,
+    /// Counters.
+    pub stats: PeerStats,
+}
+
+/// The session with one incarnation of the peer.
+#[derive(Clone, Debug)]
+pub(crate) struct Session {
+    pub incarnation: u64,
+}
+
+/// The state of the link this node dials.
+#[derive(Clone, Debug)]
+pub(crate) enum OutState {
+    /// DEALER open, JOIN sent; WELCOME awaited until `deadline`.
+    Joining { deadline: Instant, next_join: Instant },
+    /// Joined; `last_recv` is the last time anything arrived on this link.
+    Up { last_recv: Instant },
+    /// DEALER closed; the next attempt starts at `until`.
+    Waiting { until: Instant },
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Outbound {
+    pub endpoint: String,
+    pub state: OutState,
+    /// Attempts that failed in a row.
+    pub failures: u32,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Inbound {
+    pub last_recv: Instant,
+}
+
+/// Heartbeat bookkeeping.
+#[derive(Clone, Debug)]
+pub(crate) struct Pinger {
+    pub next_at: Instant,
+    pub next_nonce: u64,
+    pub outstanding: Option<(u64, Instant)>,
+}
+
+/// Incarnations displaced by a newer one with the same name; a JOIN from one
+/// of them is refused as `NameTaken` (two live nodes claiming one name).
+const SUPERSEDED_KEPT: usize = 4;
+
+#[derive(Clone, Debug)]
+pub(crate) struct Peer {
+    pub name: NodeName,
+    pub session: Option<Session>,
+    pub outbound: Option<Outbound>,
+    pub inbound: Option<Inbound>,
+    pub pinger: Pinger,
+    pub superseded: VecDeque<u64>,
+    pub last_rejection: Option<Rejection>,
+    pub stats: PeerStats,
+}
+
+impl Peer {
+    pub(crate) fn new(name: NodeName, now: Instant) -> Self {
+        Peer {
+            name,
+            session: None,
+            outbound: None,
+            inbound: None,
+            pinger: Pinger { next_at: now, next_nonce: 1, outstanding: None },
+            superseded: VecDeque::new(),
+            last_rejection: None,
+            stats: PeerStats::default(),
+        }
+    }
+
+    pub(crate) fn incarnation(&self) -> Option<u64> {
+        self.session.as_ref().map(|s| s.incarnation)
+    }
+
+    pub(crate) fn outbound_up(&self) -> bool {
+        matches!(self.outbound, Some(Outbound { state: OutState::Up { .. }, .. }))
+    }
+
+    /// The link to send on: our own DEALER when joined, else the peer's.
+    pub(crate) fn preferred_link(&self) -> Option<Link> {
+        if self.outbound_up() {
+            Some(Link::Outbound)
+        } else if self.inbound.is_some() {
+            Some(Link::Inbound)
+        } else {
+            None
+        }
+    }
+
+    /// Whether `link` can carry frames now.
+    pub(crate) fn link_up(&self, link: Link) -> bool {
+        match link {
+            Link::Outbound => self.outbound_up(),
+            Link::Inbound => self.inbound.is_some(),
+        }
+    }
+
+    /// Records that something valid arrived on `link` at `now`.
+    pub(crate) fn heard_on(&mut self, link: Link, now: Instant) {
+        match link {
+            Link::Outbound => {
+                if let Some(Outbound { state: OutState::Up { last_recv }, .. }) = &mut self.outbound {
+                    *last_recv = now;
+                }
+            }
+            Link::Inbound => self.inbound = Some(Inbound { last_recv: now }),
+        }
+    }
+
+    pub(crate) fn supersede(&mut self, incarnation: u64) {
+        if self.superseded.len() == SUPERSEDED_KEPT {
+            self.superseded.pop_front();
+        }
+        self.superseded.push_back(incarnation);
+    }
+
+    pub(crate) fn state(&self) -> PeerState {
+        if self.session.is_some() {
+            return PeerState::Active;
+        }
+        match &self.outbound {
+            Some(Outbound { state: OutState::Waiting { .. }, .. }) => PeerState::Backoff,
+            _ => PeerState::Joining,
+        }
+    }
+
+    /// The earliest instant at which one of this peer's timers fires.
+    pub(crate) fn next_deadline(&self, lost_timeout: Duration) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        if let Some(out) = &self.outbound {
+            match out.state {
+                OutState::Joining { deadline, next_join } => {
+                    consider(deadline);
+                    consider(next_join);
+                }
+                OutState::Up { last_recv } => consider(last_recv + lost_timeout),
+                OutState::Waiting { until } => consider(until),
+            }
+        }
+        if let Some(inbound) = &self.inbound {
+            consider(inbound.last_recv + lost_timeout);
+        }
+        if self.session.is_some() {
+            consider(self.pinger.next_at);
+        }
+        next
+    }
+
+    pub(crate) fn info(&self) -> PeerInfo {
+        PeerInfo {
+            name: self.name.clone(),
+            state: self.state(),
+            incarnation: self.incarnation(),
+            endpoint: self.outbound.as_ref().map(|o| o.endpoint.clone()),
+            outbound_up: self.outbound_up(),
+            inbound_up: self.inbound.is_some(),
+            failed_attempts: self.outbound.as_ref().map_or(0, |o| o.failures),
+            last_rejection: self.last_rejection.clone(),
+            stats: self.stats,
+        }
+    }
+}

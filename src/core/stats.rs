@@ -1,0 +1,76 @@
+//! Counters kept by the core, per node and per peer.
+
+use std::time::Duration;
+
+/// Node-wide counters. Everything dropped is counted here under its reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeStats {
+    /// Frames received on all sockets.
+    pub frames_in: u64,
+    /// Frames handed to sockets.
+    pub frames_out: u64,
+    /// Frames dropped because they did not decode (garbage, unknown kind, truncated).
+    pub malformed: u64,
+    /// Messages dropped because they had the wrong number of ZeroMQ frames.
+    pub wrong_frame_count: u64,
+    /// Frames dropped for exceeding the maximum message size.
+    pub oversized: u64,
+    /// Messages from senders with no session (never joined, or forgotten).
+    pub unknown_sender: u64,
+    /// Messages carrying another node's routing id that this node cannot accept
+    /// (its own name, or a name that is not valid).
+    pub bad_routing_id: u64,
+    /// Messages from an earlier incarnation of a known peer.
+    pub stale_incarnation: u64,
+    /// Replies that matched no pending call (late, duplicated or forged).
+    pub late_replies: u64,
+    /// Requests answered `Overloaded` because the handler queue was full.
+    pub requests_refused: u64,
+    /// Casts dropped because the handler queue was full.
+    pub casts_dropped: u64,
+    /// Requests whose caller's deadline passed before a worker could start them.
+    pub requests_expired: u64,
+    /// Frames a socket refused (full queue or vanished connection).
+    pub send_failures: u64,
+    /// JOINs this node refused.
+    pub joins_refused: u64,
+    /// Replies not sent because their session had ended.
+    pub replies_orphaned: u64,
+}
+
+/// Counters and measurements for one peer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerStats {
+    /// Messages received from the peer.
+    pub messages_in: u64,
+    /// Messages sent to the peer.
+    pub messages_out: u64,
+    /// Bytes received from the peer (protocol frames).
+    pub bytes_in: u64,
+    /// Bytes sent to the peer (protocol frames).
+    pub bytes_out: u64,
+    /// Frames from the peer dropped as malformed or oversized.
+    pub malformed: u64,
+    /// Calls sent to the peer.
+    pub calls_out: u64,
+    /// Requests received from the peer.
+    pub calls_in: u64,
+    /// Sessions that have begun with this peer.
+    pub sessions: u64,
+    /// Last heartbeat round trip.
+    pub rtt_last: Option<Duration>,
+    /// Smoothed heartbeat round trip (weight 1/8 per sample, as TCP's SRTT).
+    pub rtt_smoothed: Option<Duration>,
+}
+
+impl PeerStats {
+    pub(crate) fn record_rtt(&mut self, sample: Duration) {
+        self.rtt_last = Some(sample);
+        self.rtt_smoothed = Some(match self.rtt_smoothed {
+            None => sample,
+            Some(s) => (s * 7 + sample) / 8,
+        });
+    }
+}

@@ -1,0 +1,7 @@
+//! Deterministic tests of the core: simulated network, injected time.
+
+mod calls;
+mod handshake;
+mod hostile;
+mod liveness;
+mod sim;

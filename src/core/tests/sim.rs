@@ -1,0 +1,301 @@
+//! A simulated network of meshes: frames are delivered at once (or dropped by
+//! a partition), time only moves when a test says so.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::core::*;
+use crate::protocol::{self, Message, NodeName, ReplyStatus, Security};
+
+/// Completion handle used in tests: the call's number.
+pub type Call = u32;
+
+pub struct SimNode {
+    pub mesh: Mesh<Call>,
+    /// Peers whose DEALER is open, with the endpoint (a node name) it dials.
+    pub links: BTreeMap<NodeName, String>,
+    pub events: Vec<PeerEvent>,
+    pub resolved: Vec<(Call, usize, Outcome)>,
+    pub jobs: VecDeque<Job>,
+    /// Every frame this node sent, decoded kind name and destination.
+    pub sent: Vec<(NodeName, Link, String)>,
+    /// Run handlers at once, echoing the arguments.
+    pub auto_reply: bool,
+    pub up: bool,
+}
+
+pub struct Sim {
+    pub t0: Instant,
+    pub now: Instant,
+    pub nodes: BTreeMap<String, SimNode>,
+    /// Directed pairs (from, to) whose frames are dropped.
+    pub blocked: HashSet<(String, String)>,
+    seed: u64,
+}
+
+pub fn name(s: &str) -> NodeName {
+    NodeName::new(s).unwrap()
+}
+
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+pub fn timers() -> Timers {
+    Timers { backoff_jitter: 0.0, ..Timers::default() }
+}
+
+pub fn config(node: &str, network: &str, incarnation: u64, timers: Timers) -> MeshConfig {
+    MeshConfig {
+        name: name(node),
+        network: network.to_string(),
+        incarnation,
+        security: Security::Null,
+        timers,
+        limits: Limits::default(),
+        seed: incarnation,
+    }
+}
+
+fn kind(frame: &[u8]) -> String {
+    match protocol::decode(frame).map(|e| e.message) {
+        Ok(Message::Join(_)) => "JOIN",
+        Ok(Message::Welcome(_)) => "WELCOME",
+        Ok(Message::Reject(_)) => "REJECT",
+        Ok(Message::Ping { .. }) => "PING",
+        Ok(Message::Pong { .. }) => "PONG",
+        Ok(Message::Part(_)) => "PART",
+        Ok(Message::Request(_)) => "REQUEST",
+        Ok(Message::Reply(_)) => "REPLY",
+        Ok(Message::Cast(_)) => "CAST",
+        Err(_) => "GARBAGE",
+    }
+    .to_string()
+}
+
+impl Sim {
+    pub fn new() -> Self {
+        let t0 = Instant::now();
+        Sim { t0, now: t0, nodes: BTreeMap::new(), blocked: HashSet::new(), seed: 1 }
+    }
+
+    pub fn add(&mut self, node: &str) -> &mut SimNode {
+        self.add_with(node, "net", timers())
+    }
+
+    pub fn add_with(&mut self, node: &str, network: &str, timers: Timers) -> &mut SimNode {
+        self.seed += 1;
+        let mesh = Mesh::new(config(node, network, self.seed * 1000, timers), self.now);
+        self.nodes.insert(
+            node.to_string(),
+            SimNode {
+                mesh,
+                links: BTreeMap::new(),
+                events: Vec::new(),
+                resolved: Vec::new(),
+                jobs: VecDeque::new(),
+                sent: Vec::new(),
+                auto_reply: true,
+                up: true,
+            },
+        );
+        self.nodes.get_mut(node).unwrap()
+    }
+
+    /// Replaces `node` with a fresh start: new incarnation, no state.
+    pub fn restart(&mut self, node: &str) -> &mut SimNode {
+        let network = self.nodes[node].mesh.config().network.clone();
+        let timers = self.nodes[node].mesh.config().timers.clone();
+        self.add_with(node, &network, timers)
+    }
+
+    pub fn node(&mut self, node: &str) -> &mut SimNode {
+        self.nodes.get_mut(node).unwrap()
+    }
+
+    pub fn mesh(&mut self, node: &str) -> &mut Mesh<Call> {
+        &mut self.node(node).mesh
+    }
+
+    pub fn connect(&mut self, from: &str, to: &str) {
+        let now = self.now;
+        self.mesh(from).handle_connect(name(to), to.to_string(), now);
+    }
+
+    pub fn block(&mut self, from: &str, to: &str) {
+        self.blocked.insert((from.to_string(), to.to_string()));
+    }
+
+    pub fn partition(&mut self, a: &str, b: &str) {
+        self.block(a, b);
+        self.block(b, a);
+    }
+
+    pub fn heal(&mut self) {
+        self.blocked.clear();
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.t0
+    }
+
+    /// Executes every action of every node and delivers every frame, until quiet.
+    pub fn settle(&mut self) {
+        for _ in 0..10_000 {
+            let mut progress = false;
+            let mut deliveries = Vec::new();
+            let now = self.now;
+            for (from, node) in self.nodes.iter_mut() {
+                while let Some(action) = node.mesh.poll_action() {
+                    progress = true;
+                    match action {
+                        Action::Transmit(t) => {
+                            node.sent.push((t.peer.clone(), t.link, kind(&t.frame)));
+                            // A DEALER's frames leave before a later close of it.
+                            let endpoint = node.links.get(&t.peer).cloned();
+                            deliveries.push((from.clone(), endpoint, t));
+                        }
+                        Action::OpenLink { peer, endpoint } => {
+                            node.links.insert(peer, endpoint);
+                        }
+                        Action::CloseLink { peer } => {
+                            node.links.remove(&peer);
+                        }
+                        Action::Event(e) => node.events.push(e),
+                        Action::Dispatch(job) => node.jobs.push_back(job),
+                        Action::Resolve { completion, index, outcome } => {
+                            node.resolved.push((completion, index, outcome))
+                        }
+                    }
+                }
+                while node.auto_reply {
+                    let Some(job) = node.jobs.pop_front() else { break };
+                    progress = true;
+                    let outcome = match job.request_id {
+                        Some(_) => JobOutcome::Reply(ReplyStatus::Ok, job.args.clone()),
+                        None => JobOutcome::CastDone,
+                    };
+                    let done = JobDone {
+                        peer: job.peer,
+                        incarnation: job.incarnation,
+                        link: job.link,
+                        request_id: job.request_id,
+                        outcome,
+                    };
+                    node.mesh.handle_job_done(done, now);
+                }
+            }
+            for (from, endpoint, t) in deliveries {
+                self.deliver(&from, endpoint, t);
+            }
+            if !progress {
+                return;
+            }
+        }
+        panic!("the simulated network never went quiet");
+    }
+
+    fn deliver(&mut self, from: &str, endpoint: Option<String>, t: Transmit) {
+        let now = self.now;
+        match t.link {
+            Link::Outbound => {
+                // Our DEALER to t.peer reaches the ROUTER of the node at its endpoint.
+                let Some(endpoint) = endpoint else { return };
+                if self.blocked.contains(&(from.to_string(), endpoint.clone())) {
+                    return;
+                }
+                let Some(dst) = self.nodes.get_mut(&endpoint).filter(|n| n.up) else { return };
+                dst.mesh.handle_inbound(Origin::Router, &[from.as_bytes(), &t.frame], 2, now);
+            }
+            Link::Inbound => {
+                // Our ROUTER reaches the DEALER that t.peer opened to us.
+                let to = t.peer.to_string();
+                if self.blocked.contains(&(from.to_string(), to.clone())) {
+                    return;
+                }
+                let Some(dst) = self.nodes.get_mut(&to).filter(|n| n.up) else { return };
+                // Whichever DEALER of the destination is connected to us,
+                // whatever name the destination believes we have.
+                let Some(key) = dst.links.iter().find(|(_, e)| e.as_str() == from).map(|(k, _)| k.clone())
+                else {
+                    return;
+                };
+                dst.mesh.handle_inbound(Origin::Outbound(&key), &[&t.frame], 1, now);
+            }
+        }
+    }
+
+    /// Moves time to `self.now + d`, firing every timer on the way in order.
+    pub fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        loop {
+            self.settle();
+            let next = self
+                .nodes
+                .values()
+                .filter(|n| n.up)
+                .filter_map(|n| n.mesh.poll_timeout())
+                .filter(|&t| t <= end)
+                .min();
+            let Some(next) = next else { break };
+            self.now = self.now.max(next);
+            let now = self.now;
+            for node in self.nodes.values_mut().filter(|n| n.up) {
+                node.mesh.handle_timeout(now);
+            }
+        }
+        self.now = end;
+        let now = self.now;
+        for node in self.nodes.values_mut().filter(|n| n.up) {
+            node.mesh.handle_timeout(now);
+        }
+        self.settle();
+    }
+
+    pub fn active(&mut self, node: &str, peer: &str) -> bool {
+        self.nodes[node].mesh.peer_info(peer).is_some_and(|p| p.state == PeerState::Active)
+    }
+
+    pub fn count_sent(&self, node: &str, kind: &str) -> usize {
+        self.nodes[node].sent.iter().filter(|(_, _, k)| k == kind).count()
+    }
+
+    pub fn joined(&self, node: &str) -> Vec<String> {
+        self.nodes[node]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                PeerEvent::Joined { peer, .. } => Some(peer.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn lost(&self, node: &str) -> Vec<(String, LostReason)> {
+        self.nodes[node]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                PeerEvent::Lost { peer, reason, .. } => Some((peer.to_string(), *reason)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn call(&mut self, from: &str, to: &[&str], call: Call, timeout: Duration) {
+        let now = self.now;
+        let targets: Vec<NodeName> = to.iter().map(|t| name(t)).collect();
+        self.mesh(from).handle_call(&targets, "echo", b"\x01", now + timeout, call, now);
+    }
+
+    pub fn results(&self, node: &str, call: Call) -> Vec<(usize, Outcome)> {
+        let mut r: Vec<(usize, Outcome)> = self.nodes[node]
+            .resolved
+            .iter()
+            .filter(|(c, _, _)| *c == call)
+            .map(|(_, i, o)| (*i, o.clone()))
+            .collect();
+        r.sort_by_key(|(i, _)| *i);
+        r
+    }
+}

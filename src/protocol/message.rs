@@ -1,0 +1,279 @@
+//! The protocol's message types, borrowed from the frame they were decoded from.
+
+/// A decoded frame: who sent it (which incarnation) and what it says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope<'a> {
+    /// The sender's incarnation: a random value chosen at every start.
+    pub incarnation: u64,
+    /// The message itself.
+    pub message: Message<'a>,
+}
+
+/// Every message of protocol version 1.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// Connecting side → listener: please admit me.
+    Join(Join<'a>),
+    /// Listener → connecting side: admitted.
+    Welcome(Welcome<'a>),
+    /// Either side: refused, with a reason.
+    Reject(Reject<'a>),
+    /// Heartbeat that asks for a [`Message::Pong`].
+    Ping {
+        /// Echoed in the pong, to measure the round trip.
+        nonce: u64,
+    },
+    /// Answer to a ping.
+    Pong {
+        /// The nonce of the ping being answered.
+        nonce: u64,
+    },
+    /// The sender ends the session.
+    Part(PartReason),
+    /// A call that expects a [`Message::Reply`].
+    Request(Request<'a>),
+    /// The answer to a request.
+    Reply(Reply<'a>),
+    /// A one-way call: no reply.
+    Cast(Cast<'a>),
+}
+
+/// The security mechanism a node runs; both ends of a session must agree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Security {
+    /// No encryption (ZeroMQ NULL mechanism).
+    Null,
+    /// ZeroMQ CURVE: encrypted, and the node name is its public key.
+    Curve,
+}
+
+impl Security {
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            Security::Null => 0,
+            Security::Curve => 1,
+        }
+    }
+
+    pub(crate) fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Security::Null),
+            1 => Some(Security::Curve),
+            _ => None,
+        }
+    }
+}
+
+/// JOIN: sent by the connecting side on its DEALER, first thing and on every retry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Join<'a> {
+    /// Lowest protocol version the sender speaks.
+    pub min_version: u8,
+    /// Highest protocol version the sender speaks.
+    pub max_version: u8,
+    /// The sender's security mechanism.
+    pub security: Security,
+    /// The sender's heartbeat interval in milliseconds.
+    pub heartbeat_ms: u32,
+    /// The network the sender belongs to; must equal the listener's.
+    pub network: &'a str,
+    /// The sender's node name; must equal its routing id.
+    pub name: &'a str,
+    /// The name the sender expects the listener to have.
+    pub target: &'a str,
+}
+
+/// WELCOME: the listener admits the sender of a JOIN.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Welcome<'a> {
+    /// The protocol version chosen for the session.
+    pub version: u8,
+    /// The listener's heartbeat interval in milliseconds.
+    pub heartbeat_ms: u32,
+    /// The incarnation of the JOIN being answered.
+    pub joiner_incarnation: u64,
+    /// The listener's node name.
+    pub name: &'a str,
+}
+
+/// Why a JOIN (or a message outside a session) was refused. The numbers are on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectCode {
+    /// The JOIN named another network.
+    WrongNetwork,
+    /// A live session already holds this name with another incarnation.
+    NameTaken,
+    /// No protocol version in common.
+    UnsupportedVersion,
+    /// The JOIN came from a node with the listener's own name.
+    JoiningItself,
+    /// The sender has no session with the listener: it must JOIN again.
+    NotJoined,
+    /// The name in the JOIN is invalid or differs from the sender's routing id.
+    BadName,
+    /// One side runs CURVE and the other does not.
+    SecurityMismatch,
+    /// The JOIN was meant for a node with another name.
+    WrongPeer,
+    /// The listener is shutting down.
+    ShuttingDown,
+    /// A code this implementation does not know (from a newer peer).
+    Other(u8),
+}
+
+impl RejectCode {
+    /// The code's byte on the wire.
+    pub fn code(self) -> u8 {
+        match self {
+            RejectCode::WrongNetwork => 1,
+            RejectCode::NameTaken => 2,
+            RejectCode::UnsupportedVersion => 3,
+            RejectCode::JoiningItself => 4,
+            RejectCode::NotJoined => 5,
+            RejectCode::BadName => 6,
+            RejectCode::SecurityMismatch => 7,
+            RejectCode::WrongPeer => 8,
+            RejectCode::ShuttingDown => 9,
+            RejectCode::Other(c) => c,
+        }
+    }
+
+    /// The code for a byte read from the wire.
+    pub fn from_code(code: u8) -> Self {
+        match code {
+            1 => RejectCode::WrongNetwork,
+            2 => RejectCode::NameTaken,
+            3 => RejectCode::UnsupportedVersion,
+            4 => RejectCode::JoiningItself,
+            5 => RejectCode::NotJoined,
+            6 => RejectCode::BadName,
+            7 => RejectCode::SecurityMismatch,
+            8 => RejectCode::WrongPeer,
+            9 => RejectCode::ShuttingDown,
+            c => RejectCode::Other(c),
+        }
+    }
+}
+
+/// REJECT: refuses a JOIN or tells a sender it has no session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reject<'a> {
+    /// Why.
+    pub code: RejectCode,
+    /// The incarnation being refused; other incarnations ignore the message.
+    pub your_incarnation: u64,
+    /// Lowest protocol version the refusing node speaks.
+    pub min_version: u8,
+    /// Highest protocol version the refusing node speaks.
+    pub max_version: u8,
+    /// Human-readable detail, for logs and error messages.
+    pub detail: &'a str,
+}
+
+/// Why a node ends a session with PART. The numbers are on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PartReason {
+    /// The node is closing.
+    Closing,
+    /// The node's application disconnected from this peer.
+    Disconnect,
+    /// A reason this implementation does not know.
+    Other(u8),
+}
+
+impl PartReason {
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            PartReason::Closing => 0,
+            PartReason::Disconnect => 1,
+            PartReason::Other(c) => c,
+        }
+    }
+
+    pub(crate) fn from_code(code: u8) -> Self {
+        match code {
+            0 => PartReason::Closing,
+            1 => PartReason::Disconnect,
+            c => PartReason::Other(c),
+        }
+    }
+}
+
+/// REQUEST: call `method` with MessagePack `args`; answer with a REPLY of the same id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request<'a> {
+    /// Chosen by the caller, unique among its pending calls.
+    pub request_id: u64,
+    /// Milliseconds the caller will wait, from when it sent the request.
+    pub timeout_ms: u32,
+    /// The method name.
+    pub method: &'a str,
+    /// The arguments, MessagePack (opaque to the protocol).
+    pub args: &'a [u8],
+}
+
+/// How a request ended on the callee. The numbers are on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyStatus {
+    /// The handler returned a value (payload: MessagePack).
+    Ok,
+    /// The handler returned an error (payload: UTF-8 text).
+    HandlerError,
+    /// No handler is registered under that name.
+    UnknownMethod,
+    /// The arguments did not decode into the handler's argument type.
+    BadArguments,
+    /// The callee's handler queue is full.
+    Overloaded,
+    /// The callee is shutting down and will not run the handler.
+    ShuttingDown,
+    /// A status this implementation does not know.
+    Other(u8),
+}
+
+impl ReplyStatus {
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            ReplyStatus::Ok => 0,
+            ReplyStatus::HandlerError => 1,
+            ReplyStatus::UnknownMethod => 2,
+            ReplyStatus::BadArguments => 3,
+            ReplyStatus::Overloaded => 4,
+            ReplyStatus::ShuttingDown => 5,
+            ReplyStatus::Other(c) => c,
+        }
+    }
+
+    pub(crate) fn from_code(code: u8) -> Self {
+        match code {
+            0 => ReplyStatus::Ok,
+            1 => ReplyStatus::HandlerError,
+            2 => ReplyStatus::UnknownMethod,
+            3 => ReplyStatus::BadArguments,
+            4 => ReplyStatus::Overloaded,
+            5 => ReplyStatus::ShuttingDown,
+            c => ReplyStatus::Other(c),
+        }
+    }
+}
+
+/// REPLY: the outcome of a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply<'a> {
+    /// The id of the request being answered.
+    pub request_id: u64,
+    /// How it ended.
+    pub status: ReplyStatus,
+    /// MessagePack value for `Ok`, UTF-8 detail otherwise.
+    pub payload: &'a [u8],
+}
+
+/// CAST: run `method` with MessagePack `args`; nothing comes back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cast<'a> {
+    /// The method name.
+    pub method: &'a str,
+    /// The arguments, MessagePack (opaque to the protocol).
+    pub args: &'a [u8],
+}
