@@ -106,4 +106,8 @@ pub enum CallError {
     /// This node closed while the call was pending.
     #[error("node closed")]
     Closed,
+    /// The call could not be made here: an invalid method name, or
+    /// arguments that cannot be encoded.
+    #[error("invalid call: {0}")]
+    Local(String),
 }

@@ -40,6 +40,12 @@ impl Drop for RawContext {
     }
 }
 
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Context({:p})", self.inner.ptr)
+    }
+}
+
 impl Context {
     /// Creates a context with one I/O thread.
     pub fn new() -> Result<Self> {

@@ -1,0 +1,342 @@
+//! [`NodeBuilder`]: every setting of a node, validated by [`NodeBuilder::start`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, unbounded};
+use parking_lot::{Mutex, RwLock};
+
+use super::directory::Directory;
+use super::events::EventHub;
+use super::handlers::Registry;
+use super::reactor::{Reactor, SocketOptions};
+use super::workers::WorkerPool;
+use super::{Inner, Node, Running};
+use crate::core::{Limits, Mesh, MeshConfig, Timers};
+use crate::error::Error;
+use crate::protocol::{NodeName, Security};
+use crate::zmq::{Context, SocketType};
+
+/// Configures and starts a [`Node`]. Obtained from [`Node::builder`].
+///
+/// ```no_run
+/// # fn main() -> Result<(), bilateral::Error> {
+/// use std::time::Duration;
+/// let node = bilateral::Node::builder("alpha")
+///     .network("demo")
+///     .listen("tcp://127.0.0.1:*")
+///     .heartbeat_interval(Duration::from_millis(500))
+///     .lost_timeout(Duration::from_secs(3))
+///     .workers(8)
+///     .start()?;
+/// println!("listening on {:?}", node.endpoints());
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+#[must_use = "a builder does nothing until `start` is called"]
+pub struct NodeBuilder {
+    name: String,
+    network: String,
+    endpoints: Vec<String>,
+    timers: Timers,
+    limits: Limits,
+    workers: usize,
+    command_capacity: usize,
+    event_capacity: usize,
+    high_water_mark: i32,
+    linger: Duration,
+    shutdown_grace: Duration,
+    context: Option<Context>,
+}
+
+impl NodeBuilder {
+    pub(crate) fn new(name: impl Into<String>) -> Self {
+        NodeBuilder {
+            name: name.into(),
+            network: String::new(),
+            endpoints: Vec::new(),
+            timers: Timers::default(),
+            limits: Limits::default(),
+            workers: 4,
+            command_capacity: 65_536,
+            event_capacity: 1024,
+            high_water_mark: 10_000,
+            linger: Duration::from_millis(200),
+            shutdown_grace: Duration::from_secs(1),
+            context: None,
+        }
+    }
+
+    /// The network name (default empty). Nodes join only nodes of the same network.
+    pub fn network(mut self, network: impl Into<String>) -> Self {
+        self.network = network.into();
+        self
+    }
+
+    /// Adds an endpoint to listen on: `tcp://host:port` (`tcp://127.0.0.1:*`
+    /// picks a free port), `ipc:///path`, or `inproc://name` (in-process, for
+    /// nodes sharing a [`Context`]). A node without endpoints only dials out.
+    pub fn listen(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoints.push(endpoint.into());
+        self
+    }
+
+    /// Replaces every timer at once.
+    pub fn timers(mut self, timers: Timers) -> Self {
+        self.timers = timers;
+        self
+    }
+
+    /// Interval between heartbeats (default 1 s).
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.timers.heartbeat_interval = interval;
+        self
+    }
+
+    /// Silence after which a peer is lost (default 5 s).
+    pub fn lost_timeout(mut self, timeout: Duration) -> Self {
+        self.timers.lost_timeout = timeout;
+        self
+    }
+
+    /// How long one join attempt waits for an answer (default 2 s) and how
+    /// often it retransmits JOIN meanwhile (default 500 ms).
+    pub fn join_timeout(mut self, timeout: Duration, retry: Duration) -> Self {
+        self.timers.join_timeout = timeout;
+        self.timers.join_retry = retry;
+        self
+    }
+
+    /// Reconnection backoff: first delay (default 100 ms) and cap (default 30 s).
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.timers.backoff_initial = initial;
+        self.timers.backoff_max = max;
+        self
+    }
+
+    /// Fraction of each backoff delay that is random, in `0.0..=1.0` (default 0.5).
+    pub fn backoff_jitter(mut self, jitter: f64) -> Self {
+        self.timers.backoff_jitter = jitter;
+        self
+    }
+
+    /// Replaces every limit at once.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Largest message accepted from the network (default 16 MiB).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.limits.max_message_size = bytes;
+        self
+    }
+
+    /// Most calls awaiting replies at once (default 100 000).
+    pub fn max_pending_calls(mut self, calls: usize) -> Self {
+        self.limits.max_pending_calls = calls;
+        self
+    }
+
+    /// Most requests and casts queued for or running in handlers (default 10 000).
+    pub fn max_queued_handlers(mut self, jobs: usize) -> Self {
+        self.limits.max_queued_handlers = jobs;
+        self
+    }
+
+    /// Number of handler threads (default 4).
+    pub fn workers(mut self, threads: usize) -> Self {
+        self.workers = threads;
+        self
+    }
+
+    /// Capacity of the queue from user threads to the reactor (default 65 536);
+    /// when full, calls fail with `Overloaded(Local)`.
+    pub fn command_capacity(mut self, commands: usize) -> Self {
+        self.command_capacity = commands;
+        self
+    }
+
+    /// Events queued per subscriber before further ones are dropped (default 1024).
+    pub fn event_capacity(mut self, events: usize) -> Self {
+        self.event_capacity = events;
+        self
+    }
+
+    /// ZeroMQ high-water mark of every socket, in messages (default 10 000).
+    pub fn high_water_mark(mut self, messages: i32) -> Self {
+        self.high_water_mark = messages;
+        self
+    }
+
+    /// How long closed sockets keep trying to deliver queued frames, such as
+    /// the PARTs sent at close (default 200 ms).
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    /// How long `close` waits for running handlers (default 1 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Uses a shared ZeroMQ context instead of a new one. Nodes must share a
+    /// context to reach each other over `inproc://`.
+    pub fn context(mut self, context: Context) -> Self {
+        self.context = Some(context);
+        self
+    }
+
+    fn validate(&self) -> Result<NodeName, Error> {
+        let name = NodeName::new(&self.name)
+            .map_err(|reason| Error::InvalidName { name: self.name.clone(), reason })?;
+        let bad = |what: &str| Err(Error::InvalidConfig(what.to_string()));
+        let t = &self.timers;
+        if self.network.len() > 255 {
+            return bad("the network name is longer than 255 bytes");
+        }
+        if t.heartbeat_interval.is_zero() || t.lost_timeout <= t.heartbeat_interval {
+            return bad("the lost timeout must exceed a non-zero heartbeat interval");
+        }
+        if t.join_timeout.is_zero() || t.join_retry.is_zero() {
+            return bad("join timeout and join retry must be non-zero");
+        }
+        if t.backoff_initial.is_zero() || t.backoff_max < t.backoff_initial {
+            return bad("backoff needs 0 < initial <= max");
+        }
+        if !(0.0..=1.0).contains(&t.backoff_jitter) {
+            return bad("backoff jitter must be within 0.0..=1.0");
+        }
+        if self.workers == 0 || self.command_capacity == 0 || self.event_capacity == 0 {
+            return bad("workers, command capacity and event capacity must be non-zero");
+        }
+        if self.limits.max_message_size < 1024 || self.high_water_mark < 0 {
+            return bad("the maximum message size must be at least 1 KiB");
+        }
+        Ok(name)
+    }
+
+    /// Binds the listen endpoints and starts the node's threads.
+    ///
+    /// Fails with a clear error for an invalid name or setting, or an
+    /// endpoint that cannot be bound; nothing keeps running after a failure.
+    pub fn start(self) -> Result<Node, Error> {
+        let name = self.validate()?;
+        let incarnation = random_u64().max(1);
+        let ctx = match &self.context {
+            Some(c) => c.clone(),
+            None => Context::new()?,
+        };
+        let heartbeat = self.timers.heartbeat_interval;
+        let options = SocketOptions {
+            name: name.clone(),
+            high_water_mark: self.high_water_mark,
+            hard_max_frame: i64::try_from(self.limits.max_message_size.saturating_mul(2).saturating_add(4096))
+                .unwrap_or(i64::MAX),
+            linger: self.linger,
+            zmtp_heartbeat: heartbeat,
+            zmtp_timeout: self.timers.lost_timeout,
+        };
+        let router = ctx.socket(SocketType::Router)?;
+        router.set_router_mandatory(true)?;
+        router.set_router_handover(true)?;
+        router.set_linger(options.linger)?;
+        router.set_sndhwm(options.high_water_mark)?;
+        router.set_rcvhwm(options.high_water_mark)?;
+        router.set_maxmsgsize(options.hard_max_frame)?;
+        router.set_zmtp_heartbeat(options.zmtp_heartbeat, options.zmtp_timeout)?;
+        let mut endpoints = Vec::with_capacity(self.endpoints.len());
+        for endpoint in &self.endpoints {
+            if endpoint.starts_with("tcp://[") {
+                router.set_ipv6(true)?;
+            }
+            router.bind(endpoint).map_err(|source| Error::Bind { endpoint: endpoint.clone(), source })?;
+            endpoints.push(router.last_endpoint()?);
+        }
+
+        let cfg = MeshConfig {
+            name: name.clone(),
+            network: self.network.clone(),
+            incarnation,
+            security: Security::Null,
+            timers: self.timers.clone(),
+            limits: self.limits.clone(),
+            seed: random_u64(),
+        };
+        let mesh = Mesh::new(cfg, Instant::now());
+        let (waker, wake_rx) = super::waker::pair().map_err(Error::Thread)?;
+        let waker = Arc::new(waker);
+        let registry = Arc::new(Registry::default());
+        let events = Arc::new(EventHub::default());
+        let directory = Arc::new(RwLock::new(Directory::default()));
+        let close_requested = Arc::new(AtomicBool::new(false));
+        let (commands_tx, commands_rx) = bounded(self.command_capacity);
+        let (done_tx, done_rx) = unbounded();
+        let (workers, jobs_tx) =
+            WorkerPool::start(name.as_str(), self.workers, registry.clone(), done_tx, waker.clone())
+                .map_err(Error::Thread)?;
+
+        let reactor = Reactor {
+            ctx,
+            router,
+            dealers: HashMap::new(),
+            mesh,
+            options,
+            commands: commands_rx,
+            done: done_rx,
+            jobs: jobs_tx,
+            waker: waker.clone(),
+            wake_rx,
+            close_requested: close_requested.clone(),
+            events: events.clone(),
+            directory: directory.clone(),
+            published_generation: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("bilateral-reactor-{name}"))
+            .spawn(move || reactor.run());
+        let reactor = match thread {
+            Ok(t) => t,
+            Err(e) => {
+                workers.shutdown(Duration::ZERO);
+                return Err(Error::Thread(e));
+            }
+        };
+        log::info!("node {name} started (incarnation {incarnation:016x}) on {endpoints:?}");
+        Ok(Node {
+            inner: Arc::new(Inner {
+                name,
+                incarnation,
+                network: self.network,
+                endpoints,
+                commands: commands_tx,
+                waker,
+                close_requested,
+                registry,
+                events,
+                event_capacity: self.event_capacity,
+                directory,
+                running: Mutex::new(Some(Running { reactor, workers })),
+                shutdown_grace: self.shutdown_grace,
+            }),
+        })
+    }
+}
+
+/// A random value from the operating system, for incarnations and seeds.
+fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No OS randomness: fall back to the clock and the process id, which
+        // still differ between starts.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        return nanos ^ (u64::from(std::process::id()) << 32);
+    }
+    u64::from_le_bytes(bytes)
+}

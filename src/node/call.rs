@@ -1,0 +1,224 @@
+//! The caller's side of a call: targets, per-peer results, waiting.
+
+use std::marker::PhantomData;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use serde::de::DeserializeOwned;
+
+use crate::core::Outcome;
+use crate::error::CallError;
+
+/// Which peers a call or cast goes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum To {
+    /// Every peer in session when the call starts.
+    All,
+    /// These peers, in this order (results come back in the same order).
+    Peers(Vec<String>),
+}
+
+impl To {
+    /// Every active peer.
+    pub fn all() -> Self {
+        To::All
+    }
+
+    /// One peer.
+    pub fn peer(name: impl Into<String>) -> Self {
+        To::Peers(vec![name.into()])
+    }
+
+    /// Several peers.
+    pub fn peers<I, S>(names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        To::Peers(names.into_iter().map(Into::into).collect())
+    }
+}
+
+impl From<&str> for To {
+    fn from(name: &str) -> Self {
+        To::peer(name)
+    }
+}
+
+impl From<String> for To {
+    fn from(name: String) -> Self {
+        To::peer(name)
+    }
+}
+
+impl From<&String> for To {
+    fn from(name: &String) -> Self {
+        To::peer(name.as_str())
+    }
+}
+
+impl From<Vec<String>> for To {
+    fn from(names: Vec<String>) -> Self {
+        To::Peers(names)
+    }
+}
+
+impl From<Vec<&str>> for To {
+    fn from(names: Vec<&str>) -> Self {
+        To::peers(names)
+    }
+}
+
+impl From<&[&str]> for To {
+    fn from(names: &[&str]) -> Self {
+        To::peers(names.iter().copied())
+    }
+}
+
+impl From<&[String]> for To {
+    fn from(names: &[String]) -> Self {
+        To::peers(names.iter().cloned())
+    }
+}
+
+impl<const N: usize> From<[&str; N]> for To {
+    fn from(names: [&str; N]) -> Self {
+        To::peers(names)
+    }
+}
+
+/// One targeted peer's part of a call's result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Response<R> {
+    /// The peer.
+    pub peer: String,
+    /// Its reply, or why there is none.
+    pub result: Result<R, CallError>,
+}
+
+/// The result of a call: exactly one [`Response`] per targeted peer, in the
+/// order of the targets (for [`To::All`], sorted by name).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Responses<R> {
+    entries: Vec<Response<R>>,
+}
+
+impl<R> Responses<R> {
+    /// How many peers were targeted.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no peer was targeted (for example `To::All` with no active peer).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every entry.
+    pub fn iter(&self) -> std::slice::Iter<'_, Response<R>> {
+        self.entries.iter()
+    }
+
+    /// The result for `peer`, if it was targeted.
+    pub fn get(&self, peer: &str) -> Option<&Result<R, CallError>> {
+        self.entries.iter().find(|r| r.peer == peer).map(|r| &r.result)
+    }
+
+    /// The peers that replied, with their replies.
+    pub fn replies(&self) -> impl Iterator<Item = (&str, &R)> {
+        self.entries.iter().filter_map(|r| r.result.as_ref().ok().map(|v| (r.peer.as_str(), v)))
+    }
+
+    /// The peers that did not reply, with the reason.
+    pub fn failures(&self) -> impl Iterator<Item = (&str, &CallError)> {
+        self.entries.iter().filter_map(|r| r.result.as_ref().err().map(|e| (r.peer.as_str(), e)))
+    }
+
+    /// Whether every targeted peer replied.
+    pub fn all_ok(&self) -> bool {
+        self.entries.iter().all(|r| r.result.is_ok())
+    }
+
+    /// The entries, consumed.
+    pub fn into_vec(self) -> Vec<Response<R>> {
+        self.entries
+    }
+}
+
+impl<R> IntoIterator for Responses<R> {
+    type Item = Response<R>;
+    type IntoIter = std::vec::IntoIter<Response<R>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.into_iter()
+    }
+}
+
+impl<'a, R> IntoIterator for &'a Responses<R> {
+    type Item = &'a Response<R>;
+    type IntoIter = std::slice::Iter<'a, Response<R>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter()
+    }
+}
+
+/// A call in flight, from [`crate::Node::start_call`]. Many can be in flight
+/// at once from one thread; [`PendingCall::wait`] collects the result.
+#[derive(Debug)]
+#[must_use = "a call's result is only known by waiting for it"]
+pub struct PendingCall<R> {
+    pub(crate) peers: Vec<String>,
+    pub(crate) slots: Vec<Option<Outcome>>,
+    pub(crate) rx: Receiver<(usize, Outcome)>,
+    pub(crate) deadline: Instant,
+    pub(crate) _reply: PhantomData<fn() -> R>,
+}
+
+impl<R: DeserializeOwned> PendingCall<R> {
+    /// The targeted peers, in result order.
+    pub fn peers(&self) -> &[String] {
+        &self.peers
+    }
+
+    /// When the call gives up on peers that have not answered.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Waits until every targeted peer has answered or has a known reason for
+    /// not answering, and at the latest until the deadline; peers still
+    /// silent then get [`CallError::Timeout`]. Never waits past the deadline,
+    /// whatever the node's threads are doing.
+    pub fn wait(mut self) -> Responses<R> {
+        let mut missing = self.slots.iter().filter(|s| s.is_none()).count();
+        let mut closed = false;
+        while missing > 0 {
+            match self.rx.recv_deadline(self.deadline) {
+                Ok((index, outcome)) => {
+                    if let Some(slot @ None) = self.slots.get_mut(index) {
+                        *slot = Some(outcome);
+                        missing -= 1;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        let fallback = if closed { CallError::Closed } else { CallError::Timeout };
+        let entries = self
+            .peers
+            .into_iter()
+            .zip(self.slots)
+            .map(|(peer, slot)| {
+                let result = match slot.unwrap_or_else(|| Err(fallback.clone())) {
+                    Ok(bytes) => rmp_serde::from_slice::<R>(&bytes).map_err(|e| CallError::BadReply(e.to_string())),
+                    Err(e) => Err(e),
+                };
+                Response { peer, result }
+            })
+            .collect();
+        Responses { entries }
+    }
+}

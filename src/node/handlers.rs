@@ -1,0 +1,159 @@
+//! Registered handlers: typed closures erased to bytes-in, bytes-out.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::RwLock;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::protocol::NodeName;
+
+/// What a handler learns about the call it serves.
+#[derive(Clone, Debug)]
+pub struct CallContext {
+    pub(crate) peer: NodeName,
+    pub(crate) incarnation: u64,
+    pub(crate) request_id: Option<u64>,
+    pub(crate) method: String,
+    pub(crate) deadline: Option<Instant>,
+}
+
+impl CallContext {
+    /// The calling node's name (in CURVE mode, its public key).
+    pub fn peer(&self) -> &str {
+        self.peer.as_str()
+    }
+
+    /// The calling node's incarnation (random per start of that node).
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// The request id, unique per calling incarnation; `None` for a cast.
+    ///
+    /// `(peer, incarnation, request_id)` identifies one call across
+    /// retransmissions, so a handler can de-duplicate.
+    pub fn request_id(&self) -> Option<u64> {
+        self.request_id
+    }
+
+    /// Whether this is a cast (no reply goes back).
+    pub fn is_cast(&self) -> bool {
+        self.request_id.is_none()
+    }
+
+    /// The method name.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// When the caller stops waiting (as estimated on receipt); `None` for casts.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+}
+
+/// The error a handler returns; its text reaches the caller as
+/// [`crate::CallError::Remote`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandlerError(String);
+
+impl HandlerError {
+    /// An error with this message.
+    pub fn new(message: impl fmt::Display) -> Self {
+        HandlerError(message.to_string())
+    }
+
+    /// Converts any error, keeping its message.
+    pub fn from_error(error: impl std::error::Error) -> Self {
+        HandlerError(error.to_string())
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for HandlerError {
+    fn from(s: String) -> Self {
+        HandlerError(s)
+    }
+}
+
+impl From<&str> for HandlerError {
+    fn from(s: &str) -> Self {
+        HandlerError(s.to_string())
+    }
+}
+
+impl From<Box<dyn std::error::Error + Send + Sync>> for HandlerError {
+    fn from(e: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        HandlerError(e.to_string())
+    }
+}
+
+/// Why an erased handler produced no value.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    BadArguments(String),
+    Handler(String),
+}
+
+pub(crate) type ErasedHandler = dyn Fn(&CallContext, &[u8]) -> Result<Vec<u8>, Failure> + Send + Sync;
+
+/// Method name → handler, shared by the node handle (which registers) and
+/// the workers (which look up).
+#[derive(Default)]
+pub(crate) struct Registry {
+    map: RwLock<HashMap<String, Arc<ErasedHandler>>>,
+}
+
+impl Registry {
+    pub(crate) fn insert<A, R, F>(&self, method: &str, handler: F)
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        F: Fn(&CallContext, A) -> Result<R, HandlerError> + Send + Sync + 'static,
+    {
+        let erased = move |ctx: &CallContext, bytes: &[u8]| -> Result<Vec<u8>, Failure> {
+            let args: A = rmp_serde::from_slice(bytes).map_err(|e| Failure::BadArguments(e.to_string()))?;
+            let reply = handler(ctx, args).map_err(|e| Failure::Handler(e.0))?;
+            encode(&reply).map_err(Failure::Handler)
+        };
+        self.map.write().insert(method.to_string(), Arc::new(erased));
+    }
+
+    pub(crate) fn remove(&self, method: &str) -> bool {
+        self.map.write().remove(method).is_some()
+    }
+
+    pub(crate) fn get(&self, method: &str) -> Option<Arc<ErasedHandler>> {
+        self.map.read().get(method).cloned()
+    }
+
+    pub(crate) fn methods(&self) -> Vec<String> {
+        let mut m: Vec<String> = self.map.read().keys().cloned().collect();
+        m.sort();
+        m
+    }
+
+    pub(crate) fn clear(&self) {
+        self.map.write().clear();
+    }
+}
+
+/// Encodes a value as MessagePack with structs as maps keyed by field name
+/// (what other languages' MessagePack libraries decode most readily).
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
+    rmp_serde::to_vec_named(value).map_err(|e| e.to_string())
+}

@@ -1,0 +1,403 @@
+//! The I/O shell around the core: the [`Node`] handle, its builder, the
+//! reactor thread and the worker pool.
+
+mod builder;
+mod call;
+mod directory;
+mod events;
+mod handlers;
+mod reactor;
+mod waker;
+mod workers;
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Sender, TrySendError, bounded};
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use builder::NodeBuilder;
+pub use call::{PendingCall, Response, Responses, To};
+pub use events::Events;
+pub use handlers::{CallContext, HandlerError};
+
+use crate::core::{NodeStats, PeerEvent, PeerInfo, PeerState};
+use crate::error::{CallError, Error, Side};
+use crate::protocol::{MethodName, NodeName};
+use directory::Directory;
+use events::EventHub;
+use handlers::Registry;
+use reactor::{CallSink, Command, Snapshot};
+use waker::Waker;
+use workers::WorkerPool;
+
+/// How long introspection and `connect` wait for the reactor to answer.
+const REACTOR_ANSWER: Duration = Duration::from_secs(5);
+
+/// A running node of the mesh. Cheap to clone; every clone is the same node.
+///
+/// `Node` is `Send + Sync`: any thread may call, cast, register or connect.
+/// The node closes when [`Node::close`] is called or the last clone is dropped.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Running {
+    reactor: JoinHandle<()>,
+    workers: WorkerPool,
+}
+
+struct Inner {
+    name: NodeName,
+    incarnation: u64,
+    network: String,
+    endpoints: Vec<String>,
+    commands: Sender<Command>,
+    waker: Arc<Waker>,
+    close_requested: Arc<AtomicBool>,
+    registry: Arc<Registry>,
+    events: Arc<EventHub>,
+    event_capacity: usize,
+    directory: Arc<RwLock<Directory>>,
+    running: Mutex<Option<Running>>,
+    shutdown_grace: Duration,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.inner.name)
+            .field("incarnation", &format_args!("{:016x}", self.inner.incarnation))
+            .field("endpoints", &self.inner.endpoints)
+            .finish()
+    }
+}
+
+impl Node {
+    /// Starts configuring a node called `name` (its routing id: 1 to 255
+    /// bytes of printable UTF-8).
+    pub fn builder(name: impl Into<String>) -> NodeBuilder {
+        NodeBuilder::new(name)
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        self.inner.name.as_str()
+    }
+
+    /// This start's incarnation: a random value that tells restarts apart.
+    pub fn incarnation(&self) -> u64 {
+        self.inner.incarnation
+    }
+
+    /// The network name.
+    pub fn network(&self) -> &str {
+        &self.inner.network
+    }
+
+    /// The bound listen endpoints, with wildcard ports resolved
+    /// (`tcp://127.0.0.1:*` becomes `tcp://127.0.0.1:41234`).
+    pub fn endpoints(&self) -> &[String] {
+        &self.inner.endpoints
+    }
+
+    /// The first bound endpoint, if any: the address to give to peers.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.inner.endpoints.first().map(String::as_str)
+    }
+
+    /// Registers `handler` under `method`, replacing any previous one.
+    ///
+    /// The handler receives the call's context (who called, request id) and
+    /// the arguments decoded from MessagePack into `A`; its `Ok` value is sent
+    /// back encoded as MessagePack, its `Err` as [`CallError::Remote`].
+    /// Arguments that do not decode into `A` are answered with
+    /// [`CallError::BadArguments`] without calling the handler, and a panic in
+    /// the handler becomes a remote error: neither harms the node. Casts to
+    /// `method` run the same handler and discard its result.
+    pub fn register<A, R, F>(&self, method: &str, handler: F) -> Result<(), Error>
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        F: Fn(&CallContext, A) -> Result<R, HandlerError> + Send + Sync + 'static,
+    {
+        MethodName::new(method).map_err(|reason| Error::InvalidName { name: method.to_string(), reason })?;
+        self.inner.registry.insert(method, handler);
+        Ok(())
+    }
+
+    /// Removes the handler of `method`; returns whether there was one.
+    pub fn unregister(&self, method: &str) -> bool {
+        self.inner.registry.remove(method)
+    }
+
+    /// The registered method names, sorted.
+    pub fn methods(&self) -> Vec<String> {
+        self.inner.registry.methods()
+    }
+
+    /// Dials `peer` at `endpoint` and keeps it joined: JOIN now, heartbeats
+    /// once joined, rejoin with exponential backoff whenever it is lost, for
+    /// as long as the node runs or until [`Node::disconnect`].
+    ///
+    /// Returns once the link is open (not joined: see [`Node::wait_for_peer`]).
+    /// Fails for an invalid name or endpoint, or for this node's own name.
+    pub fn connect(&self, peer: &str, endpoint: &str) -> Result<(), Error> {
+        let peer = node_name(peer)?;
+        if peer == self.inner.name {
+            return Err(Error::SelfConnect);
+        }
+        let (reply, answer) = bounded(1);
+        self.send_command(Command::Connect { peer, endpoint: endpoint.to_string(), reply })?;
+        answer.recv_timeout(REACTOR_ANSWER).map_err(|_| Error::Closed)?
+    }
+
+    /// Says goodbye to `peer` (PART), ends the session, stops dialling it.
+    pub fn disconnect(&self, peer: &str) -> Result<(), Error> {
+        let name = node_name(peer)?;
+        let (reply, answer) = bounded(1);
+        self.send_command(Command::Disconnect { peer: name, reply })?;
+        match answer.recv_timeout(REACTOR_ANSWER) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::UnknownPeer(peer.to_string())),
+            Err(_) => Err(Error::Closed),
+        }
+    }
+
+    /// Waits until `peer` is in session. Fails at once with
+    /// [`Error::Rejected`] if the peer refuses us (the node keeps retrying in
+    /// the background), and with [`Error::Timeout`] at the deadline.
+    pub fn wait_for_peer(&self, peer: &str, timeout: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        let events = self.events();
+        if self.inner.directory.read().state(peer) == Some(PeerState::Active) {
+            return Ok(());
+        }
+        if let Some(rejection) = self.peer_info(peer).and_then(|i| i.last_rejection) {
+            return Err(Error::Rejected { peer: peer.to_string(), rejection });
+        }
+        loop {
+            match events.recv_deadline(deadline) {
+                Ok(PeerEvent::Joined { peer: p, .. }) if p.as_str() == peer => return Ok(()),
+                Ok(PeerEvent::Rejected { peer: p, rejection }) if p.as_str() == peer => {
+                    return Err(Error::Rejected { peer: peer.to_string(), rejection });
+                }
+                Ok(_) => continue,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => return Err(Error::Timeout),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Err(Error::Closed),
+            }
+        }
+    }
+
+    /// Calls `method` on the peers in `to` and waits for every result.
+    ///
+    /// Returns one entry per targeted peer: its reply, or why there is none.
+    /// Returns as soon as every peer has answered or is known not to, and at
+    /// the latest after `timeout`. Fails as a whole only for local reasons:
+    /// an invalid method name, arguments that cannot be encoded, a closed node.
+    pub fn call<A, R>(&self, to: impl Into<To>, method: &str, args: &A, timeout: Duration) -> Result<Responses<R>, Error>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        Ok(self.start_call(to, method, args, timeout)?.wait())
+    }
+
+    /// Calls `method` on one peer and returns its reply or why there is none.
+    pub fn call_one<A, R>(&self, peer: &str, method: &str, args: &A, timeout: Duration) -> Result<R, CallError>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        match self.call(peer, method, args, timeout) {
+            Ok(responses) => responses.into_iter().next().map_or(Err(CallError::UnknownPeer), |r| r.result),
+            Err(Error::Closed) => Err(CallError::Closed),
+            Err(Error::Overloaded(_)) => Err(CallError::Overloaded(Side::Local)),
+            Err(e) => Err(CallError::Local(e.to_string())),
+        }
+    }
+
+    /// Starts a call and returns at once; [`PendingCall::wait`] collects the
+    /// result. Use it to keep many calls in flight from one thread.
+    pub fn start_call<A, R>(&self, to: impl Into<To>, method: &str, args: &A, timeout: Duration) -> Result<PendingCall<R>, Error>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let deadline = Instant::now() + timeout;
+        MethodName::new(method).map_err(|reason| Error::InvalidName { name: method.to_string(), reason })?;
+        let args = handlers::encode(args).map_err(Error::Encode)?;
+        let peers: Vec<String> = match to.into() {
+            To::All => self.inner.directory.read().active().iter().map(|n| n.to_string()).collect(),
+            To::Peers(names) => names,
+        };
+        let (tx, rx) = bounded(peers.len().max(1));
+        let mut slots = vec![None; peers.len()];
+        // Names that cannot exist are settled here; the rest go to the reactor.
+        let mut targets = Vec::with_capacity(peers.len());
+        let mut indices = Vec::with_capacity(peers.len());
+        for (i, peer) in peers.iter().enumerate() {
+            match NodeName::new(peer) {
+                Ok(name) => {
+                    targets.push(name);
+                    indices.push(i);
+                }
+                Err(_) => slots[i] = Some(Err(CallError::UnknownPeer)),
+            }
+        }
+        let remapped = indices.len() != peers.len();
+        let mut pending = PendingCall { peers, slots, rx, deadline, _reply: PhantomData };
+        if targets.is_empty() {
+            return Ok(pending);
+        }
+        let sink = CallSink { tx, slots: remapped.then(|| Arc::from(indices.clone())) };
+        let command = Command::Call { targets, method: method.to_string(), args, deadline, sink };
+        match self.send_command(command) {
+            Ok(()) => Ok(pending),
+            Err(Error::Closed) => Err(Error::Closed),
+            Err(_) => {
+                for i in indices {
+                    pending.slots[i] = Some(Err(CallError::Overloaded(Side::Local)));
+                }
+                Ok(pending)
+            }
+        }
+    }
+
+    /// Sends a one-way call to the peers in `to`; nothing comes back.
+    ///
+    /// Returns how many peers it was queued for (those in session). Delivery
+    /// is best effort: a cast to a peer that is lost on the way is gone.
+    pub fn cast<A>(&self, to: impl Into<To>, method: &str, args: &A) -> Result<usize, Error>
+    where
+        A: Serialize + ?Sized,
+    {
+        MethodName::new(method).map_err(|reason| Error::InvalidName { name: method.to_string(), reason })?;
+        let args = handlers::encode(args).map_err(Error::Encode)?;
+        let targets: Vec<NodeName> = {
+            let directory = self.inner.directory.read();
+            match to.into() {
+                To::All => directory.active(),
+                To::Peers(names) => names
+                    .iter()
+                    .filter(|n| directory.state(n) == Some(PeerState::Active))
+                    .filter_map(|n| NodeName::new(n).ok())
+                    .collect(),
+            }
+        };
+        let count = targets.len();
+        if count > 0 {
+            self.send_command(Command::Cast { targets, method: method.to_string(), args })?;
+        }
+        Ok(count)
+    }
+
+    /// Subscribes to peer events from now on.
+    pub fn events(&self) -> Events {
+        self.inner.events.subscribe(self.inner.event_capacity)
+    }
+
+    /// Events dropped because a subscriber's queue was full.
+    pub fn events_dropped(&self) -> u64 {
+        self.inner.events.dropped()
+    }
+
+    /// The names of the peers in session, sorted.
+    pub fn active_connections(&self) -> Vec<String> {
+        self.inner.directory.read().active().iter().map(|n| n.to_string()).collect()
+    }
+
+    /// How many peers are in session.
+    pub fn connection_count(&self) -> usize {
+        self.inner.directory.read().active_count()
+    }
+
+    /// The state of a peer (without asking the reactor).
+    pub fn peer_state(&self, peer: &str) -> Option<PeerState> {
+        self.inner.directory.read().state(peer)
+    }
+
+    /// Detailed state and counters of one peer.
+    pub fn peer_info(&self, peer: &str) -> Option<PeerInfo> {
+        self.snapshot().ok()?.peers.into_iter().find(|p| p.name.as_str() == peer)
+    }
+
+    /// Detailed state and counters of every known peer, sorted by name.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.snapshot().map(|s| s.peers).unwrap_or_default()
+    }
+
+    /// Node-wide counters (messages dropped by reason, late replies, ...).
+    pub fn stats(&self) -> NodeStats {
+        self.snapshot().map(|s| s.stats).unwrap_or_default()
+    }
+
+    /// Calls awaiting replies and handler jobs queued or running.
+    pub fn load(&self) -> (usize, usize) {
+        self.snapshot().map_or((0, 0), |s| (s.pending_calls, s.queued_handlers))
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, Error> {
+        let (reply, answer) = bounded(1);
+        self.send_command(Command::Query { reply })?;
+        answer.recv_timeout(REACTOR_ANSWER).map_err(|_| Error::Closed)
+    }
+
+    /// Whether the node has been closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.close_requested.load(Ordering::Acquire)
+    }
+
+    /// Closes the node: PART to every peer, every pending call fails with
+    /// [`CallError::Closed`], every socket is closed on the reactor thread,
+    /// and the threads are joined (handlers still running after the shutdown
+    /// grace are left to finish on their own). Idempotent; also done when the
+    /// last clone is dropped.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    fn send_command(&self, command: Command) -> Result<(), Error> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        match self.inner.commands.try_send(command) {
+            Ok(()) => {
+                self.inner.waker.wake();
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => Err(Error::Overloaded("the node's command queue is full")),
+            Err(TrySendError::Disconnected(_)) => Err(Error::Closed),
+        }
+    }
+}
+
+impl Inner {
+    fn close(&self) {
+        let Some(running) = self.running.lock().take() else { return };
+        self.close_requested.store(true, Ordering::Release);
+        self.waker.wake();
+        if running.reactor.thread().id() != std::thread::current().id() {
+            let _ = running.reactor.join();
+        }
+        running.workers.shutdown(self.shutdown_grace);
+        self.registry.clear();
+        log::info!("node {} closed", self.name);
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn node_name(name: &str) -> Result<NodeName, Error> {
+    NodeName::new(name).map_err(|reason| Error::InvalidName { name: name.to_string(), reason })
+}

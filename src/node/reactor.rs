@@ -1,0 +1,352 @@
+//! The reactor: one thread that owns every ZeroMQ socket of a node and drives
+//! the sans-IO [`Mesh`].
+//!
+//! Each turn of the loop polls the ROUTER, every DEALER and the waker; feeds
+//! what arrived (frames, commands from user threads, finished jobs, the
+//! clock) to the mesh; then carries out the mesh's actions. No protocol
+//! decision is taken here: this file only moves bytes between sockets,
+//! channels and the core.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use parking_lot::RwLock;
+
+use super::directory::Directory;
+use super::events::EventHub;
+use super::waker::{WakeReceiver, Waker};
+use crate::core::{
+    Action, Job, JobDone, JobOutcome, Link, Mesh, NodeStats, Origin, Outcome, PeerInfo, SendFailure,
+    Transmit,
+};
+use crate::error::Error;
+use crate::protocol::{NodeName, ReplyStatus};
+use crate::zmq::{Context, Message, PollItem, SendFlags, Socket, SocketType};
+
+/// Where a call's per-target results go: the caller's channel, and the
+/// caller's slot for each target the mesh was given (when the caller settled
+/// some targets itself, such as invalid names, the numbering differs).
+#[derive(Clone, Debug)]
+pub(crate) struct CallSink {
+    pub tx: Sender<(usize, Outcome)>,
+    pub slots: Option<Arc<[usize]>>,
+}
+
+impl CallSink {
+    fn deliver(&self, index: usize, outcome: Outcome) {
+        let slot = self.slots.as_ref().and_then(|s| s.get(index).copied()).unwrap_or(index);
+        // Capacity equals the number of targets and each is resolved once, so
+        // this never blocks; a caller that gave up has dropped its receiver
+        // and the entry is discarded.
+        let _ = self.tx.try_send((slot, outcome));
+    }
+}
+
+/// Work handed to the reactor by other threads.
+pub(crate) enum Command {
+    Connect { peer: NodeName, endpoint: String, reply: Sender<Result<(), Error>> },
+    Disconnect { peer: NodeName, reply: Sender<bool> },
+    Call { targets: Vec<NodeName>, method: String, args: Vec<u8>, deadline: Instant, sink: CallSink },
+    Cast { targets: Vec<NodeName>, method: String, args: Vec<u8> },
+    Query { reply: Sender<Snapshot> },
+}
+
+/// The reactor's view of the node, for introspection.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Snapshot {
+    pub peers: Vec<PeerInfo>,
+    pub stats: NodeStats,
+    pub pending_calls: usize,
+    pub queued_handlers: usize,
+}
+
+/// Socket settings derived from the node's configuration.
+#[derive(Clone, Debug)]
+pub(crate) struct SocketOptions {
+    pub name: NodeName,
+    pub high_water_mark: i32,
+    /// libzmq drops a connection that sends a frame above this (a hard memory
+    /// bound); frames between the configured maximum and this are dropped and
+    /// counted by the core instead.
+    pub hard_max_frame: i64,
+    pub linger: Duration,
+    pub zmtp_heartbeat: Duration,
+    pub zmtp_timeout: Duration,
+}
+
+/// Frames read from one socket per turn, so no socket can starve the others.
+const READ_BATCH: usize = 256;
+/// Frames of one message kept for the core (the rest are counted and dropped).
+const MAX_FRAMES: usize = 4;
+
+pub(crate) struct Reactor {
+    pub ctx: Context,
+    pub router: Socket,
+    pub dealers: HashMap<NodeName, Socket>,
+    pub mesh: Mesh<CallSink>,
+    pub options: SocketOptions,
+    pub commands: Receiver<Command>,
+    pub done: Receiver<JobDone>,
+    pub jobs: Sender<Job>,
+    pub waker: Arc<Waker>,
+    pub wake_rx: WakeReceiver,
+    pub close_requested: Arc<AtomicBool>,
+    pub events: Arc<EventHub>,
+    pub directory: Arc<RwLock<Directory>>,
+    pub published_generation: Option<u64>,
+}
+
+impl Reactor {
+    pub(crate) fn run(mut self) {
+        log::debug!("reactor of {} started", self.mesh.name());
+        loop {
+            self.publish_directory();
+            let timeout = self.mesh.poll_timeout().map(|t| t.saturating_duration_since(Instant::now()));
+            let (router_ready, ready_dealers) = match self.wait(timeout) {
+                Ok(ready) => ready,
+                Err(e) => {
+                    log::error!("reactor poll failed, closing node: {e}");
+                    break;
+                }
+            };
+            self.wake_rx.drain(&self.waker);
+            if self.close_requested.load(Ordering::Acquire) {
+                break;
+            }
+            if router_ready {
+                self.read_router();
+            }
+            for peer in ready_dealers {
+                self.read_dealer(&peer);
+            }
+            self.drain_done();
+            self.drain_commands();
+            self.mesh.handle_timeout(Instant::now());
+            self.execute();
+        }
+        self.shutdown();
+    }
+
+    /// Polls every socket and the waker; returns what is readable.
+    fn wait(&self, timeout: Option<Duration>) -> crate::zmq::Result<(bool, Vec<NodeName>)> {
+        let mut names = Vec::with_capacity(self.dealers.len());
+        let mut items = Vec::with_capacity(self.dealers.len() + 2);
+        items.push(PollItem::fd_readable(self.wake_rx.fd()));
+        items.push(PollItem::readable(&self.router));
+        for (name, socket) in &self.dealers {
+            names.push(name.clone());
+            items.push(PollItem::readable(socket));
+        }
+        crate::zmq::poll(&mut items, timeout)?;
+        let router_ready = items[1].is_readable();
+        let ready = names.into_iter().zip(&items[2..]).filter(|(_, i)| i.is_readable()).map(|(n, _)| n).collect();
+        Ok((router_ready, ready))
+    }
+
+    fn read_router(&mut self) {
+        for _ in 0..READ_BATCH {
+            match self.router.recv_multipart(true, MAX_FRAMES) {
+                Ok((frames, total)) => {
+                    let parts: Vec<&[u8]> = frames.iter().map(Message::as_bytes).collect();
+                    self.mesh.handle_inbound(Origin::Router, &parts, total, Instant::now());
+                }
+                Err(e) if e.is_again() => return,
+                Err(e) => {
+                    log::warn!("ROUTER receive failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read_dealer(&mut self, peer: &NodeName) {
+        for _ in 0..READ_BATCH {
+            let Some(socket) = self.dealers.get(peer) else { return };
+            match socket.recv_multipart(true, MAX_FRAMES) {
+                Ok((frames, total)) => {
+                    let parts: Vec<&[u8]> = frames.iter().map(Message::as_bytes).collect();
+                    self.mesh.handle_inbound(Origin::Outbound(peer), &parts, total, Instant::now());
+                }
+                Err(e) if e.is_again() => return,
+                Err(e) => {
+                    log::warn!("DEALER to {peer} receive failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn drain_done(&mut self) {
+        while let Ok(done) = self.done.try_recv() {
+            self.mesh.handle_job_done(done, Instant::now());
+        }
+    }
+
+    fn drain_commands(&mut self) {
+        loop {
+            match self.commands.try_recv() {
+                Ok(command) => self.command(command),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            }
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        let now = Instant::now();
+        match command {
+            Command::Connect { peer, endpoint, reply } => {
+                self.mesh.handle_connect(peer.clone(), endpoint.clone(), now);
+                // Open the DEALER right away so a bad endpoint is reported to
+                // the caller instead of failing silently in the background.
+                let result = self.execute_until_open(&peer);
+                if let Err(e) = &result {
+                    log::warn!("cannot connect to {peer} at {endpoint}: {e}");
+                    self.mesh.handle_disconnect(&peer, now);
+                }
+                let _ = reply.send(result);
+            }
+            Command::Disconnect { peer, reply } => {
+                let _ = reply.send(self.mesh.handle_disconnect(&peer, now));
+            }
+            Command::Call { targets, method, args, deadline, sink } => {
+                self.mesh.handle_call(&targets, &method, &args, deadline, sink, now);
+            }
+            Command::Cast { targets, method, args } => {
+                self.mesh.handle_cast(&targets, &method, &args, now);
+            }
+            Command::Query { reply } => {
+                let _ = reply.send(Snapshot {
+                    peers: self.mesh.peer_infos(),
+                    stats: self.mesh.stats(),
+                    pending_calls: self.mesh.pending_calls(),
+                    queued_handlers: self.mesh.queued_handlers(),
+                });
+            }
+        }
+    }
+
+    /// Carries out actions until the mesh has opened the DEALER to `peer`.
+    fn execute_until_open(&mut self, peer: &NodeName) -> Result<(), Error> {
+        let mut result = Ok(());
+        while let Some(action) = self.mesh.poll_action() {
+            if let Action::OpenLink { peer: p, endpoint } = &action {
+                if p == peer {
+                    if let Err(e) = self.open_dealer(p, endpoint) {
+                        result = Err(e);
+                    }
+                    continue;
+                }
+            }
+            self.act(action);
+        }
+        result
+    }
+
+    fn execute(&mut self) {
+        while let Some(action) = self.mesh.poll_action() {
+            self.act(action);
+        }
+    }
+
+    fn act(&mut self, action: Action<CallSink>) {
+        match action {
+            Action::Transmit(t) => self.transmit(t),
+            Action::OpenLink { peer, endpoint } => {
+                if let Err(e) = self.open_dealer(&peer, &endpoint) {
+                    // The attempt will time out and back off like any other.
+                    log::warn!("cannot open link to {peer} at {endpoint}: {e}");
+                }
+            }
+            Action::CloseLink { peer } => {
+                self.dealers.remove(&peer);
+            }
+            Action::Event(event) => self.events.publish(&event),
+            Action::Dispatch(job) => {
+                if let Err(crossbeam_channel::SendError(job)) = self.jobs.send(job) {
+                    // The pool is gone (closing): refuse instead of dropping silently.
+                    let outcome = match job.request_id {
+                        Some(_) => JobOutcome::Reply(ReplyStatus::ShuttingDown, Vec::new()),
+                        None => JobOutcome::CastDone,
+                    };
+                    let done = JobDone {
+                        peer: job.peer,
+                        incarnation: job.incarnation,
+                        link: job.link,
+                        request_id: job.request_id,
+                        outcome,
+                    };
+                    self.mesh.handle_job_done(done, Instant::now());
+                }
+            }
+            Action::Resolve { completion, index, outcome } => completion.deliver(index, outcome),
+        }
+    }
+
+    fn transmit(&mut self, t: Transmit) {
+        let result = match t.link {
+            Link::Outbound => match self.dealers.get(&t.peer) {
+                Some(socket) => socket.send_msg(Message::from_vec(t.frame), SendFlags::DONTWAIT).map_err(|(e, _)| e),
+                None => {
+                    self.mesh.handle_send_failed(&t.peer, t.link, t.request_id, SendFailure::Unreachable, Instant::now());
+                    return;
+                }
+            },
+            Link::Inbound => self
+                .router
+                .send(t.peer.as_str().as_bytes(), SendFlags::MORE | SendFlags::DONTWAIT)
+                .and_then(|()| {
+                    self.router.send_msg(Message::from_vec(t.frame), SendFlags::DONTWAIT).map_err(|(e, _)| e)
+                }),
+        };
+        if let Err(e) = result {
+            let failure = if e.is_again() { SendFailure::QueueFull } else { SendFailure::Unreachable };
+            log::debug!("send to {} over {:?} failed: {e}", t.peer, t.link);
+            self.mesh.handle_send_failed(&t.peer, t.link, t.request_id, failure, Instant::now());
+        }
+    }
+
+    fn open_dealer(&mut self, peer: &NodeName, endpoint: &str) -> Result<(), Error> {
+        self.dealers.remove(peer);
+        let o = &self.options;
+        let socket = self.ctx.socket(SocketType::Dealer)?;
+        socket.set_routing_id(o.name.as_str().as_bytes())?;
+        socket.set_linger(o.linger)?;
+        socket.set_sndhwm(o.high_water_mark)?;
+        socket.set_rcvhwm(o.high_water_mark)?;
+        socket.set_maxmsgsize(o.hard_max_frame)?;
+        socket.set_zmtp_heartbeat(o.zmtp_heartbeat, o.zmtp_timeout)?;
+        socket.set_reconnect_ivl(Duration::from_millis(100))?;
+        if endpoint.starts_with("tcp://[") {
+            socket.set_ipv6(true)?;
+        }
+        socket.connect(endpoint)?;
+        self.dealers.insert(peer.clone(), socket);
+        Ok(())
+    }
+
+    fn publish_directory(&mut self) {
+        let generation = self.mesh.generation();
+        if self.published_generation == Some(generation) {
+            return;
+        }
+        self.published_generation = Some(generation);
+        let entries = self.mesh.directory();
+        self.directory.write().replace(entries);
+    }
+
+    /// Says goodbye, fails what is pending, and closes every socket.
+    fn shutdown(mut self) {
+        self.mesh.handle_close(Instant::now());
+        self.execute();
+        self.publish_directory();
+        self.events.close();
+        // PARTs were queued with the sockets' linger; closing the sockets and
+        // dropping the context (last) flushes them for at most that long.
+        drop(self.dealers);
+        drop(self.router);
+        log::debug!("reactor of {} stopped", self.mesh.name());
+    }
+}

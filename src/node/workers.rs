@@ -1,0 +1,162 @@
+//! The bounded worker pool that runs handlers, off the reactor thread.
+//!
+//! Admission is bounded by the core (`max_queued_handlers`), so the job queue
+//! itself needs no second limit. A handler that blocks holds one worker; the
+//! reactor, and with it every heartbeat, keeps running.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
+
+use super::handlers::{CallContext, Failure, Registry};
+use super::waker::Waker;
+use crate::core::{Job, JobDone, JobOutcome};
+use crate::protocol::ReplyStatus;
+
+pub(crate) struct WorkerPool {
+    handles: Vec<JoinHandle<()>>,
+    exited: Receiver<ThreadId>,
+    closing: Arc<AtomicBool>,
+}
+
+impl WorkerPool {
+    /// Starts `count` workers taking jobs from the returned sender.
+    pub(crate) fn start(
+        node: &str,
+        count: usize,
+        registry: Arc<Registry>,
+        done: Sender<JobDone>,
+        waker: Arc<Waker>,
+    ) -> std::io::Result<(WorkerPool, Sender<Job>)> {
+        let (jobs_tx, jobs_rx) = unbounded::<Job>();
+        let (exit_tx, exited) = unbounded();
+        let closing = Arc::new(AtomicBool::new(false));
+        let mut handles = Vec::with_capacity(count);
+        for i in 0..count {
+            let worker = Worker {
+                jobs: jobs_rx.clone(),
+                registry: registry.clone(),
+                done: done.clone(),
+                waker: waker.clone(),
+                closing: closing.clone(),
+                exit: exit_tx.clone(),
+            };
+            let spawned = std::thread::Builder::new()
+                .name(format!("bilateral-worker-{node}-{i}"))
+                .spawn(move || worker.run());
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    let pool = WorkerPool { handles, exited, closing };
+                    pool.shutdown(Duration::ZERO);
+                    return Err(e);
+                }
+            }
+        }
+        Ok((WorkerPool { handles, exited, closing }, jobs_tx))
+    }
+
+    /// Stops the pool: queued jobs are dropped, running handlers may finish
+    /// within `grace`. Workers still busy after it are left to end on their own.
+    pub(crate) fn shutdown(self, grace: Duration) {
+        self.closing.store(true, Ordering::Release);
+        let me = std::thread::current().id();
+        let deadline = Instant::now() + grace;
+        let mut remaining: Vec<JoinHandle<()>> =
+            self.handles.into_iter().filter(|h| h.thread().id() != me).collect();
+        while !remaining.is_empty() {
+            let Ok(id) = self.exited.recv_deadline(deadline) else { break };
+            if let Some(pos) = remaining.iter().position(|h| h.thread().id() == id) {
+                let _ = remaining.swap_remove(pos).join();
+            }
+        }
+        if !remaining.is_empty() {
+            log::warn!("{} handler(s) still running at close; not waiting for them", remaining.len());
+        }
+    }
+}
+
+struct Worker {
+    jobs: Receiver<Job>,
+    registry: Arc<Registry>,
+    done: Sender<JobDone>,
+    waker: Arc<Waker>,
+    closing: Arc<AtomicBool>,
+    exit: Sender<ThreadId>,
+}
+
+impl Worker {
+    fn run(self) {
+        // Reports the exit even if something below unwinds.
+        struct ExitGuard(Sender<ThreadId>);
+        impl Drop for ExitGuard {
+            fn drop(&mut self) {
+                let _ = self.0.send(std::thread::current().id());
+            }
+        }
+        let _guard = ExitGuard(self.exit.clone());
+        while let Ok(job) = self.jobs.recv() {
+            if self.closing.load(Ordering::Acquire) {
+                break;
+            }
+            let done = self.execute(job);
+            if self.done.send(done).is_err() {
+                break;
+            }
+            self.waker.wake();
+        }
+    }
+
+    fn execute(&self, job: Job) -> JobDone {
+        let outcome = self.outcome(&job);
+        JobDone {
+            peer: job.peer,
+            incarnation: job.incarnation,
+            link: job.link,
+            request_id: job.request_id,
+            outcome,
+        }
+    }
+
+    fn outcome(&self, job: &Job) -> JobOutcome {
+        if job.deadline.is_some_and(|d| Instant::now() >= d) {
+            return JobOutcome::Expired;
+        }
+        let reply = |status, payload: Vec<u8>| match job.request_id {
+            Some(_) => JobOutcome::Reply(status, payload),
+            None => JobOutcome::CastDone,
+        };
+        let Some(handler) = self.registry.get(&job.method) else {
+            log::debug!("{} called unknown method {:?}", job.peer, job.method);
+            return reply(ReplyStatus::UnknownMethod, job.method.clone().into_bytes());
+        };
+        let ctx = CallContext {
+            peer: job.peer.clone(),
+            incarnation: job.incarnation,
+            request_id: job.request_id,
+            method: job.method.clone(),
+            deadline: job.deadline,
+        };
+        match catch_unwind(AssertUnwindSafe(|| handler(&ctx, &job.args))) {
+            Ok(Ok(value)) => reply(ReplyStatus::Ok, value),
+            Ok(Err(Failure::BadArguments(e))) => {
+                log::debug!("{} sent bad arguments to {:?}: {e}", job.peer, job.method);
+                reply(ReplyStatus::BadArguments, e.into_bytes())
+            }
+            Ok(Err(Failure::Handler(e))) => reply(ReplyStatus::HandlerError, e.into_bytes()),
+            Err(panic) => {
+                let text = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_string());
+                log::error!("handler {:?} panicked: {text}", job.method);
+                reply(ReplyStatus::HandlerError, format!("handler panicked: {text}").into_bytes())
+            }
+        }
+    }
+}

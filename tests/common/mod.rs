@@ -1,0 +1,55 @@
+//! Helpers shared by the integration tests: nodes on loopback with short
+//! timers, and waits that always have a deadline.
+
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use bilateral::{Node, NodeBuilder, PeerEvent};
+
+/// A generous bound for things that normally take milliseconds.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+pub fn init_logging() {
+    let _ = env_logger::builder().is_test(true).try_init();
+}
+
+/// A builder on a fresh loopback port with timers short enough for tests.
+pub fn builder(name: &str) -> NodeBuilder {
+    init_logging();
+    Node::builder(name)
+        .network("test")
+        .listen("tcp://127.0.0.1:*")
+        .heartbeat_interval(Duration::from_millis(100))
+        .lost_timeout(Duration::from_millis(600))
+        .join_timeout(Duration::from_millis(500), Duration::from_millis(100))
+        .backoff(Duration::from_millis(50), Duration::from_millis(500))
+}
+
+pub fn node(name: &str) -> Node {
+    builder(name).start().expect("node starts")
+}
+
+/// `a` dials `b` and both see the session.
+pub fn join(a: &Node, b: &Node) {
+    a.connect(b.name(), b.endpoint().unwrap()).unwrap();
+    a.wait_for_peer(b.name(), PATIENCE).unwrap();
+    wait_until(PATIENCE, || b.active_connections().iter().any(|p| p == a.name()));
+}
+
+/// Polls `cond` until it holds; panics with a clear message at the deadline.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "condition not reached within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+pub fn is_joined(e: &PeerEvent, name: &str) -> bool {
+    matches!(e, PeerEvent::Joined { peer, .. } if peer.as_str() == name)
+}
+
+pub fn is_lost(e: &PeerEvent, name: &str) -> bool {
+    matches!(e, PeerEvent::Lost { peer, .. } if peer.as_str() == name)
+}
