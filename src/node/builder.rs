@@ -274,6 +274,7 @@ impl NodeBuilder {
         let events = Arc::new(EventHub::default());
         let directory = Arc::new(RwLock::new(Directory::default()));
         let close_requested = Arc::new(AtomicBool::new(false));
+        let abort = Arc::new(AtomicBool::new(false));
         let (commands_tx, commands_rx) = bounded(self.command_capacity);
         let (done_tx, done_rx) = unbounded();
         let (workers, jobs_tx) =
@@ -286,12 +287,13 @@ impl NodeBuilder {
             dealers: HashMap::new(),
             mesh,
             options,
-            commands: commands_rx,
+            commands: commands_rx.clone(),
             done: done_rx,
             jobs: jobs_tx,
             waker: waker.clone(),
             wake_rx,
             close_requested: close_requested.clone(),
+            abort: abort.clone(),
             events: events.clone(),
             directory: directory.clone(),
             published_generation: None,
@@ -314,8 +316,10 @@ impl NodeBuilder {
                 network: self.network,
                 endpoints,
                 commands: commands_tx,
+                leftovers: commands_rx,
                 waker,
                 close_requested,
+                abort,
                 registry,
                 events,
                 event_capacity: self.event_capacity,

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -59,8 +59,11 @@ struct Inner {
     network: String,
     endpoints: Vec<String>,
     commands: Sender<Command>,
+    /// A second receiver, to answer commands that arrive after the reactor stopped.
+    leftovers: Receiver<Command>,
     waker: Arc<Waker>,
     close_requested: Arc<AtomicBool>,
+    abort: Arc<AtomicBool>,
     registry: Arc<Registry>,
     events: Arc<EventHub>,
     event_capacity: usize,
@@ -165,8 +168,8 @@ impl Node {
         self.send_command(Command::Disconnect { peer: name, reply })?;
         match answer.recv_timeout(REACTOR_ANSWER) {
             Ok(true) => Ok(()),
-            Ok(false) => Err(Error::UnknownPeer(peer.to_string())),
-            Err(_) => Err(Error::Closed),
+            Ok(false) if !self.is_closed() => Err(Error::UnknownPeer(peer.to_string())),
+            _ => Err(Error::Closed),
         }
     }
 
@@ -363,6 +366,15 @@ impl Node {
         self.inner.close();
     }
 
+    /// Stops the node as a crash would: no PART, peers find out by silence
+    /// (or by the next incarnation). Meant for tests of failure handling; the
+    /// local side still fails pending calls with [`CallError::Closed`] and
+    /// joins its threads.
+    pub fn kill(&self) {
+        self.inner.abort.store(true, Ordering::Release);
+        self.inner.close();
+    }
+
     fn send_command(&self, command: Command) -> Result<(), Error> {
         if self.is_closed() {
             return Err(Error::Closed);
@@ -370,6 +382,11 @@ impl Node {
         match self.inner.commands.try_send(command) {
             Ok(()) => {
                 self.inner.waker.wake();
+                if self.is_closed() && self.inner.running.lock().is_none() {
+                    // The node closed while we were queueing: nobody else
+                    // will answer what is left in the queue.
+                    self.inner.refuse_leftovers();
+                }
                 Ok(())
             }
             Err(TrySendError::Full(_)) => Err(Error::Overloaded("the node's command queue is full")),
@@ -387,8 +404,17 @@ impl Inner {
             let _ = running.reactor.join();
         }
         running.workers.shutdown(self.shutdown_grace);
+        self.refuse_leftovers();
         self.registry.clear();
         log::info!("node {} closed", self.name);
+    }
+}
+
+impl Inner {
+    fn refuse_leftovers(&self) {
+        while let Ok(command) = self.leftovers.try_recv() {
+            command.refuse();
+        }
     }
 }
 

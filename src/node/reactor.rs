@@ -36,7 +36,7 @@ pub(crate) struct CallSink {
 }
 
 impl CallSink {
-    fn deliver(&self, index: usize, outcome: Outcome) {
+    pub(crate) fn deliver(&self, index: usize, outcome: Outcome) {
         let slot = self.slots.as_ref().and_then(|s| s.get(index).copied()).unwrap_or(index);
         // Capacity equals the number of targets and each is resolved once, so
         // this never blocks; a caller that gave up has dropped its receiver
@@ -52,6 +52,24 @@ pub(crate) enum Command {
     Call { targets: Vec<NodeName>, method: String, args: Vec<u8>, deadline: Instant, sink: CallSink },
     Cast { targets: Vec<NodeName>, method: String, args: Vec<u8> },
     Query { reply: Sender<Snapshot> },
+}
+
+impl Command {
+    /// Answers a command that will never run because the node is closed.
+    pub(crate) fn refuse(self) {
+        match self {
+            Command::Connect { reply, .. } => {
+                let _ = reply.send(Err(Error::Closed));
+            }
+            Command::Call { targets, sink, .. } => {
+                for index in 0..targets.len() {
+                    sink.deliver(index, Err(crate::error::CallError::Closed));
+                }
+            }
+            // Dropping the reply channel tells the waiter the node is gone.
+            Command::Disconnect { .. } | Command::Cast { .. } | Command::Query { .. } => {}
+        }
+    }
 }
 
 /// The reactor's view of the node, for introspection.
@@ -94,6 +112,8 @@ pub(crate) struct Reactor {
     pub waker: Arc<Waker>,
     pub wake_rx: WakeReceiver,
     pub close_requested: Arc<AtomicBool>,
+    /// Close as a crash would: nothing more goes on the wire.
+    pub abort: Arc<AtomicBool>,
     pub events: Arc<EventHub>,
     pub directory: Arc<RwLock<Directory>>,
     pub published_generation: Option<u64>,
@@ -340,7 +360,21 @@ impl Reactor {
     /// Says goodbye, fails what is pending, and closes every socket.
     fn shutdown(mut self) {
         self.mesh.handle_close(Instant::now());
+        if self.abort.load(Ordering::Acquire) {
+            for socket in self.dealers.values() {
+                let _ = socket.set_linger(Duration::ZERO);
+            }
+            let _ = self.router.set_linger(Duration::ZERO);
+            while let Some(action) = self.mesh.poll_action() {
+                if !matches!(action, Action::Transmit(_)) {
+                    self.act(action);
+                }
+            }
+        }
         self.execute();
+        while let Ok(command) = self.commands.try_recv() {
+            command.refuse();
+        }
         self.publish_directory();
         self.events.close();
         // PARTs were queued with the sockets' linger; closing the sockets and

@@ -16,10 +16,15 @@ pub fn init_logging() {
 
 /// A builder on a fresh loopback port with timers short enough for tests.
 pub fn builder(name: &str) -> NodeBuilder {
+    builder_on(name, "tcp://127.0.0.1:*")
+}
+
+/// The same on a given endpoint (to restart a node where it was).
+pub fn builder_on(name: &str, endpoint: &str) -> NodeBuilder {
     init_logging();
     Node::builder(name)
         .network("test")
-        .listen("tcp://127.0.0.1:*")
+        .listen(endpoint)
         .heartbeat_interval(Duration::from_millis(100))
         .lost_timeout(Duration::from_millis(600))
         .join_timeout(Duration::from_millis(500), Duration::from_millis(100))

@@ -1,0 +1,229 @@
+//! Calls and casts between real nodes over TCP loopback.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bilateral::{CallError, HandlerError, LostReason, Side, To};
+use common::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Args {
+    a: i64,
+    b: i64,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct SumDiff {
+    s: i64,
+    d: i64,
+}
+
+fn sum_diff(node: &bilateral::Node) {
+    node.register("Arith.SumDiff", |_ctx, args: Args| Ok(SumDiff { s: args.a + args.b, d: args.a - args.b }))
+        .unwrap();
+}
+
+#[test]
+fn a_call_goes_each_way_over_the_one_connection() {
+    let a = node("a");
+    let b = node("b");
+    sum_diff(&a);
+    sum_diff(&b);
+    b.register("who", |ctx, (): ()| Ok(ctx.peer().to_string())).unwrap();
+    a.register("who", |ctx, (): ()| Ok(ctx.peer().to_string())).unwrap();
+    // Only a dials: b reaches a through a's own DEALER.
+    join(&a, &b);
+    let r: SumDiff = a.call_one("b", "Arith.SumDiff", &Args { a: 7, b: 3 }, PATIENCE).unwrap();
+    assert_eq!(r, SumDiff { s: 10, d: 4 });
+    let r: SumDiff = b.call_one("a", "Arith.SumDiff", &Args { a: 1, b: 2 }, PATIENCE).unwrap();
+    assert_eq!(r, SumDiff { s: 3, d: -1 });
+    assert_eq!(a.call_one::<_, String>("b", "who", &(), PATIENCE).unwrap(), "a");
+    assert_eq!(b.call_one::<_, String>("a", "who", &(), PATIENCE).unwrap(), "b");
+    let info = b.peer_info("a").unwrap();
+    assert!(info.inbound_up && !info.outbound_up, "b has no DEALER of its own to a");
+    assert!(info.stats.messages_in > 0 && info.stats.bytes_out > 0);
+}
+
+#[test]
+fn multicast_reports_slow_dead_and_unknown_peers_each_in_its_own_entry() {
+    let caller = node("caller");
+    let fast = node("fast");
+    let slow = node("slow");
+    let dead = node("dead");
+    fast.register("echo", |_c, x: u32| Ok(x)).unwrap();
+    slow.register("echo", |_c, x: u32| {
+        std::thread::sleep(Duration::from_secs(3));
+        Ok(x)
+    })
+    .unwrap();
+    for peer in [&fast, &slow, &dead] {
+        join(&caller, peer);
+    }
+    let events = caller.events();
+    dead.close();
+    assert!(events.wait_for(PATIENCE, |e| is_lost(e, "dead")).is_some());
+
+    let timeout = Duration::from_millis(800);
+    let started = Instant::now();
+    let results = caller
+        .call::<_, u32>(["fast", "slow", "dead", "nobody"], "echo", &5u32, timeout)
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(results.len(), 4);
+    assert_eq!(results.get("fast"), Some(&Ok(5)));
+    assert_eq!(results.get("slow"), Some(&Err(CallError::Timeout)));
+    assert!(matches!(results.get("dead"), Some(Err(CallError::Unreachable(_)))), "{results:?}");
+    assert_eq!(results.get("nobody"), Some(&Err(CallError::UnknownPeer)));
+    assert!(took >= timeout, "returned before its deadline: {took:?}");
+    // The caller's own clock ends the call; only scheduling can delay it.
+    assert!(took < timeout + Duration::from_secs(2), "returned long after its deadline: {took:?}");
+}
+
+#[test]
+fn a_multicast_to_all_returns_when_every_peer_has_answered() {
+    let hub = node("hub");
+    let peers: Vec<_> = (0..5).map(|i| node(&format!("p{i}"))).collect();
+    for p in &peers {
+        p.register("id", |_c, (): ()| Ok(1u8)).unwrap();
+        join(&hub, p);
+    }
+    let started = Instant::now();
+    let results = hub.call::<_, u8>(To::All, "id", &(), Duration::from_secs(30)).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10), "did not wait for the deadline");
+    assert_eq!(results.len(), 5);
+    assert!(results.all_ok());
+    let names: Vec<&str> = results.iter().map(|r| r.peer.as_str()).collect();
+    assert_eq!(names, ["p0", "p1", "p2", "p3", "p4"]);
+}
+
+#[test]
+fn remote_failures_are_typed_and_distinguishable() {
+    let a = node("a");
+    let b = node("b");
+    b.register("fail", |_c, (): ()| -> Result<(), HandlerError> { Err("no can do".into()) }).unwrap();
+    b.register("panics", |_c, (): ()| -> Result<(), HandlerError> { panic!("boom") }).unwrap();
+    b.register("wants_string", |_c, s: String| Ok(s.len())).unwrap();
+    join(&a, &b);
+    let t = PATIENCE;
+    assert_eq!(a.call_one::<_, ()>("b", "fail", &(), t), Err(CallError::Remote("no can do".into())));
+    assert_eq!(a.call_one::<_, ()>("b", "missing", &(), t), Err(CallError::UnknownMethod));
+    assert!(matches!(a.call_one::<_, usize>("b", "wants_string", &42u32, t), Err(CallError::BadArguments(_))));
+    let panicked = a.call_one::<_, ()>("b", "panics", &(), t);
+    assert!(matches!(&panicked, Err(CallError::Remote(m)) if m.contains("boom")), "{panicked:?}");
+    // The reply does not decode into the type the caller asked for.
+    assert!(matches!(a.call_one::<_, String>("b", "wants_string", &"abc", t), Err(CallError::BadReply(_))));
+    // And b is still fine.
+    assert_eq!(a.call_one::<_, usize>("b", "wants_string", &"abcd", t), Ok(4));
+}
+
+#[test]
+fn calls_to_unknown_or_inactive_peers_fail_at_once() {
+    let a = node("a");
+    let started = Instant::now();
+    assert_eq!(a.call_one::<_, ()>("ghost", "m", &(), Duration::from_secs(30)), Err(CallError::UnknownPeer));
+    // A peer being dialled but not joined.
+    a.connect("later", "tcp://127.0.0.1:1").unwrap();
+    assert!(matches!(a.call_one::<_, ()>("later", "m", &(), Duration::from_secs(30)), Err(CallError::Unreachable(_))));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(a.call_one::<_, ()>("not a\tname", "m", &(), Duration::from_secs(30)), Err(CallError::UnknownPeer));
+}
+
+#[test]
+fn thousand_concurrent_calls_from_eight_threads_are_all_answered() {
+    let a = builder("a").workers(4).start().unwrap();
+    let b = builder("b").workers(4).start().unwrap();
+    b.register("double", |_c, x: u64| Ok(x * 2)).unwrap();
+    join(&a, &b);
+    let answered = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..8u64)
+        .map(|t| {
+            let a = a.clone();
+            let answered = answered.clone();
+            std::thread::spawn(move || {
+                // Each thread keeps 125 calls in flight at once.
+                let pending: Vec<_> = (0..125u64)
+                    .map(|i| (t * 1000 + i, a.start_call::<_, u64>("b", "double", &(t * 1000 + i), PATIENCE).unwrap()))
+                    .collect();
+                for (x, call) in pending {
+                    let r = call.wait();
+                    assert_eq!(r.get("b"), Some(&Ok(x * 2)));
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(answered.load(Ordering::Relaxed), 1000);
+    assert_eq!(a.load().0, 0, "no call left pending");
+}
+
+#[test]
+fn casts_say_how_many_peers_they_went_to_and_run_the_handler() {
+    let a = node("a");
+    let b = node("b");
+    let c = node("c");
+    let (tx, rx) = crossbeam_channel::unbounded();
+    for n in [&b, &c] {
+        let tx = tx.clone();
+        n.register("note", move |ctx, text: String| {
+            assert!(ctx.is_cast());
+            tx.send((ctx.peer().to_string(), text)).unwrap();
+            Ok(())
+        })
+        .unwrap();
+        join(&a, n);
+    }
+    assert_eq!(a.cast(To::All, "note", "hello").unwrap(), 2);
+    assert_eq!(a.cast(["b", "ghost"], "note", "just b").unwrap(), 1);
+    let mut got: Vec<(String, String)> = (0..3).map(|_| rx.recv_timeout(PATIENCE).unwrap()).collect();
+    got.sort();
+    assert_eq!(got, [("a".into(), "hello".into()), ("a".into(), "hello".into()), ("a".into(), "just b".into())]);
+}
+
+#[test]
+fn a_full_handler_queue_is_reported_as_remote_overload() {
+    let a = node("a");
+    let b = builder("b").workers(1).max_queued_handlers(2).start().unwrap();
+    let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(0);
+    b.register("block", move |_c, (): ()| {
+        let _ = release_rx.recv_timeout(PATIENCE);
+        Ok(())
+    })
+    .unwrap();
+    join(&a, &b);
+    // One DEALER keeps order: the first two are admitted, the third refused.
+    let mut calls: Vec<_> = (0..3).map(|_| a.start_call::<_, ()>("b", "block", &(), PATIENCE).unwrap()).collect();
+    let third = calls.pop().unwrap().wait();
+    assert_eq!(third.get("b"), Some(&Err(CallError::Overloaded(Side::Remote))));
+    for _ in 0..2 {
+        release_tx.send_timeout((), PATIENCE).unwrap();
+    }
+    for call in calls {
+        assert_eq!(call.wait().get("b"), Some(&Ok(())));
+    }
+    assert!(b.stats().requests_refused >= 1);
+}
+
+#[test]
+fn a_pending_call_fails_at_once_when_the_peer_closes() {
+    let a = node("a");
+    let b = node("b");
+    b.register("hang", |_c, (): ()| {
+        std::thread::sleep(Duration::from_secs(2));
+        Ok(())
+    })
+    .unwrap();
+    join(&a, &b);
+    let call = a.start_call::<_, ()>("b", "hang", &(), Duration::from_secs(60)).unwrap();
+    b.close();
+    let started = Instant::now();
+    let r = call.wait();
+    assert_eq!(r.get("b"), Some(&Err(CallError::PeerLost(LostReason::Parted))));
+    assert!(started.elapsed() < Duration::from_secs(30));
+}

@@ -1,0 +1,123 @@
+//! Starting and closing nodes: promptness, pending calls, dropping handles.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bilateral::{CallError, Error, LostReason, PeerEvent};
+use common::*;
+
+/// Runs `f` on a thread and fails the test if it has not returned by `limit`.
+fn within(limit: Duration, f: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        f();
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(limit).unwrap_or_else(|_| panic!("did not return within {limit:?}"));
+}
+
+#[test]
+fn close_right_after_start_returns_promptly() {
+    within(Duration::from_secs(5), || {
+        for i in 0..20 {
+            let n = node(&format!("n{i}"));
+            n.close();
+        }
+    });
+}
+
+#[test]
+fn close_with_calls_in_flight_fails_them_with_closed() {
+    let a = node("a");
+    let b = node("b");
+    b.register("hang", |_c, (): ()| {
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(())
+    })
+    .unwrap();
+    join(&a, &b);
+    let calls: Vec<_> = (0..10).map(|_| a.start_call::<_, ()>("b", "hang", &(), Duration::from_secs(6)).unwrap()).collect();
+    let started = Instant::now();
+    a.close();
+    for c in calls {
+        assert_eq!(c.wait().get("b"), Some(&Err(CallError::Closed)));
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(matches!(a.call::<_, ()>("b", "hang", &(), Duration::from_secs(1)), Err(Error::Closed)));
+    assert!(matches!(a.connect("c", "tcp://127.0.0.1:1"), Err(Error::Closed)));
+    a.close(); // idempotent
+}
+
+#[test]
+fn dropping_the_last_handle_closes_the_node_and_says_goodbye() {
+    let a = node("a");
+    let b = node("b");
+    join(&a, &b);
+    let events = b.events();
+    let clone = a.clone();
+    drop(a);
+    assert!(events.wait_for(Duration::from_millis(300), |e| is_lost(e, "a")).is_none(), "a clone is still alive");
+    drop(clone);
+    let lost = events.wait_for(PATIENCE, |e| is_lost(e, "a")).unwrap();
+    assert!(matches!(lost, PeerEvent::Lost { reason: LostReason::Parted, .. }));
+}
+
+#[test]
+fn a_handler_may_close_its_own_node() {
+    let a = node("a");
+    let b = node("b");
+    let b2 = b.clone();
+    b.register("stop", move |_c, (): ()| {
+        b2.close();
+        Ok(())
+    })
+    .unwrap();
+    join(&a, &b);
+    within(Duration::from_secs(5), move || {
+        let _ = a.call_one::<_, ()>("b", "stop", &(), Duration::from_secs(2));
+    });
+    assert!(b.is_closed());
+}
+
+#[test]
+fn closing_ends_event_streams() {
+    let a = node("a");
+    let events = a.events();
+    a.close();
+    assert_eq!(events.iter().count(), 0);
+}
+
+#[test]
+fn nodes_pick_distinct_free_ports() {
+    let nodes: Vec<_> = (0..8).map(|i| node(&format!("p{i}"))).collect();
+    let mut endpoints: Vec<&str> = nodes.iter().map(|n| n.endpoint().unwrap()).collect();
+    assert!(endpoints.iter().all(|e| e.starts_with("tcp://127.0.0.1:") && !e.ends_with(":*")));
+    endpoints.sort();
+    endpoints.dedup();
+    assert_eq!(endpoints.len(), 8);
+}
+
+#[test]
+fn nodes_sharing_a_context_talk_over_inproc() {
+    let ctx = bilateral::zmq::Context::new().unwrap();
+    let a = builder_on("a", "inproc://lifecycle-a").context(ctx.clone()).start().unwrap();
+    let b = builder_on("b", "inproc://lifecycle-b").context(ctx).start().unwrap();
+    b.register("hi", |c, (): ()| Ok(format!("hi {}", c.peer()))).unwrap();
+    join(&a, &b);
+    assert_eq!(a.call_one::<_, String>("b", "hi", &(), PATIENCE).unwrap(), "hi a");
+}
+
+#[test]
+fn nodes_talk_over_ipc() {
+    let dir = std::env::temp_dir().join(format!("bilateral-ipc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let endpoint = format!("ipc://{}/b.sock", dir.display());
+    let a = node("a");
+    let b = builder_on("b", &endpoint).start().unwrap();
+    b.register("hi", |_c, (): ()| Ok(1u8)).unwrap();
+    join(&a, &b);
+    assert_eq!(a.call_one::<_, u8>("b", "hi", &(), PATIENCE).unwrap(), 1);
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}

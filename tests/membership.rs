@@ -1,0 +1,201 @@
+//! Joining, losing, restarting and refusing peers over TCP loopback.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bilateral::{CallError, Error, LostReason, PeerEvent, PeerState, RejectCode};
+use common::*;
+
+#[test]
+fn a_restarted_peer_is_reported_lost_then_joined_and_its_old_calls_fail_at_once() {
+    let a = node("a");
+    let b = node("b");
+    b.register("hang", |_c, (): ()| {
+        std::thread::sleep(Duration::from_secs(3));
+        Ok(())
+    })
+    .unwrap();
+    join(&a, &b);
+    let events = a.events();
+    let endpoint = b.endpoint().unwrap().to_string();
+    let old_incarnation = b.incarnation();
+    let call = a.start_call::<_, ()>("b", "hang", &(), Duration::from_secs(60)).unwrap();
+
+    // A crash (no goodbye) and a restart on the same endpoint, well within
+    // a's lost timeout: a learns of it from the new incarnation.
+    b.kill();
+    let b2 = builder_on("b", &endpoint).start().unwrap();
+    assert_ne!(b2.incarnation(), old_incarnation);
+
+    // Lost (of the old incarnation) strictly before Joined (of the new one).
+    let lost = events.wait_for(PATIENCE, |e| is_lost(e, "b")).unwrap();
+    let PeerEvent::Lost { incarnation, .. } = lost else { unreachable!() };
+    assert_eq!(incarnation, old_incarnation);
+    let joined = events.wait_for(PATIENCE, |e| is_joined(e, "b")).unwrap();
+    assert!(matches!(joined, PeerEvent::Joined { incarnation, .. } if incarnation == b2.incarnation()));
+    // The call on the old session failed when the session ended, long before its deadline.
+    let r = call.wait();
+    assert!(matches!(r.get("b"), Some(Err(CallError::PeerLost(_)))), "{r:?}");
+    assert_eq!(a.peer_info("b").unwrap().incarnation, Some(b2.incarnation()));
+}
+
+#[test]
+fn two_nodes_dialling_each_other_converge_at_once_with_no_part() {
+    let a = node("a");
+    let b = node("b");
+    let a_events = a.events();
+    let b_events = b.events();
+    let started = Instant::now();
+    // Both dial at the same moment.
+    let (ea, eb) = (a.endpoint().unwrap().to_string(), b.endpoint().unwrap().to_string());
+    let (a2, b2) = (a.clone(), b.clone());
+    let t1 = std::thread::spawn(move || a2.connect("b", &eb).unwrap());
+    let t2 = std::thread::spawn(move || b2.connect("a", &ea).unwrap());
+    t1.join().unwrap();
+    t2.join().unwrap();
+    a.wait_for_peer("b", PATIENCE).unwrap();
+    b.wait_for_peer("a", PATIENCE).unwrap();
+    let converged = started.elapsed();
+    assert!(converged < Duration::from_secs(1), "converged in {converged:?}");
+    // Exactly one Joined each, then nothing for several lost timeouts: no
+    // PART, no loss, no second session.
+    assert!(a_events.wait_for(PATIENCE, |e| is_joined(e, "b")).is_some());
+    assert!(b_events.wait_for(PATIENCE, |e| is_joined(e, "a")).is_some());
+    let quiet = Duration::from_millis(1500);
+    assert_eq!(a_events.wait_for(quiet, |_| true), None);
+    assert_eq!(b_events.try_recv(), None);
+    let info = a.peer_info("b").unwrap();
+    assert!(info.outbound_up && info.inbound_up);
+    assert_eq!(info.stats.sessions, 1);
+}
+
+#[test]
+fn a_wrong_network_name_is_an_event_and_an_error_on_the_connecting_side() {
+    let a = builder("a").network("blue").start().unwrap();
+    let b = node("b"); // network "test"
+    let a_events = a.events();
+    let b_events = b.events();
+    a.connect("b", b.endpoint().unwrap()).unwrap();
+    match a.wait_for_peer("b", PATIENCE) {
+        Err(Error::Rejected { peer, rejection }) => {
+            assert_eq!(peer, "b");
+            assert_eq!(rejection.code, RejectCode::WrongNetwork);
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    assert!(a_events.wait_for(PATIENCE, |e| matches!(e, PeerEvent::Rejected { .. })).is_some());
+    assert!(b_events
+        .wait_for(PATIENCE, |e| matches!(e, PeerEvent::Refused { rejection, .. } if rejection.code == RejectCode::WrongNetwork))
+        .is_some());
+    // The refusal is remembered: a later wait fails at once, a call says why.
+    assert!(matches!(a.wait_for_peer("b", Duration::from_millis(1)), Err(Error::Rejected { .. })));
+    match a.call_one::<_, ()>("b", "m", &(), PATIENCE) {
+        Err(CallError::Unreachable(Some(r))) => assert_eq!(r.code, RejectCode::WrongNetwork),
+        other => panic!("{other:?}"),
+    }
+    assert!(b.active_connections().is_empty());
+}
+
+#[test]
+fn a_dead_peer_is_lost_within_the_lost_timeout_and_rejoins_when_it_returns() {
+    let a = node("a");
+    let b = node("b");
+    join(&a, &b);
+    let endpoint = b.endpoint().unwrap().to_string();
+    let events = a.events();
+    // b dies without a goodbye.
+    let died = Instant::now();
+    b.kill();
+    let lost = events.wait_for(PATIENCE, |e| is_lost(e, "b")).unwrap();
+    assert!(matches!(lost, PeerEvent::Lost { reason: LostReason::Timeout, .. }), "{lost:?}");
+    // 600 ms of silence (minus what had passed since the last heartbeat).
+    assert!(died.elapsed() < Duration::from_secs(3), "lost after {:?}", died.elapsed());
+    assert_ne!(a.peer_state("b"), Some(PeerState::Active));
+    // a keeps dialling: a new b on the same endpoint is joined.
+    let b2 = builder_on("b", &endpoint).start().unwrap();
+    assert!(events.wait_for(PATIENCE, |e| is_joined(e, "b")).is_some());
+    assert_eq!(a.active_connections(), ["b"]);
+    drop(b2);
+}
+
+#[test]
+fn a_peer_started_late_is_joined_by_the_retrying_dialler() {
+    // Reserve a port, then free it: the dialler starts first.
+    let probe = node("probe");
+    let endpoint = probe.endpoint().unwrap().to_string();
+    probe.close();
+    let a = node("a");
+    let events = a.events();
+    a.connect("late", &endpoint).unwrap();
+    assert!(events.wait_for(PATIENCE, |e| matches!(e, PeerEvent::ConnectFailed { .. })).is_some());
+    let _late = builder_on("late", &endpoint).start().unwrap();
+    a.wait_for_peer("late", PATIENCE).unwrap();
+}
+
+#[test]
+fn an_idle_session_survives_many_lost_timeouts_on_heartbeats() {
+    let a = node("a");
+    let b = node("b");
+    join(&a, &b);
+    let events = a.events();
+    // 600 ms lost timeout: 2 s of silence from the application is 3 of them.
+    assert!(events.wait_for(Duration::from_secs(2), |e| is_lost(e, "b")).is_none());
+    assert_eq!(a.active_connections(), ["b"]);
+    assert_eq!(b.active_connections(), ["a"]);
+    let rtt = a.peer_info("b").unwrap().stats.rtt_smoothed;
+    assert!(rtt.is_some(), "heartbeats measure the round trip");
+}
+
+#[test]
+fn heartbeats_keep_flowing_while_every_handler_is_blocked() {
+    let a = node("a");
+    let b = builder("b").workers(2).start().unwrap();
+    let (release, blocked) = crossbeam_channel::bounded::<()>(0);
+    b.register("block", move |_c, (): ()| {
+        let _ = blocked.recv_timeout(PATIENCE);
+        Ok(())
+    })
+    .unwrap();
+    join(&a, &b);
+    let events = a.events();
+    let b_events = b.events();
+    let calls: Vec<_> = (0..4).map(|_| a.start_call::<_, ()>("b", "block", &(), PATIENCE).unwrap()).collect();
+    // Both workers are blocked for 3 lost timeouts.
+    assert!(events.wait_for(Duration::from_millis(1800), |e| is_lost(e, "b")).is_none());
+    assert!(b_events.try_recv().is_none(), "b lost nobody either");
+    for _ in 0..4 {
+        release.send_timeout((), PATIENCE).unwrap();
+    }
+    for c in calls {
+        assert_eq!(c.wait().get("b"), Some(&Ok(())));
+    }
+}
+
+#[test]
+fn disconnect_tells_the_peer_and_forgets_it() {
+    let a = node("a");
+    let b = node("b");
+    join(&a, &b);
+    let b_events = b.events();
+    a.disconnect("b").unwrap();
+    let lost = b_events.wait_for(PATIENCE, |e| is_lost(e, "a")).unwrap();
+    assert!(matches!(lost, PeerEvent::Lost { reason: LostReason::Parted, .. }));
+    assert!(a.peer_info("b").is_none());
+    assert!(a.active_connections().is_empty());
+    assert!(matches!(a.disconnect("b"), Err(Error::UnknownPeer(_))));
+}
+
+#[test]
+fn connect_refuses_bad_names_bad_endpoints_and_itself() {
+    let a = node("a");
+    assert!(matches!(a.connect("", "tcp://127.0.0.1:1"), Err(Error::InvalidName { .. })));
+    assert!(matches!(a.connect("a", "tcp://127.0.0.1:1"), Err(Error::SelfConnect)));
+    assert!(matches!(a.connect("b", "bogus://nowhere"), Err(Error::Zmq(_))));
+    assert!(a.peer_info("b").is_none(), "a failed connect leaves nothing behind");
+    assert!(matches!(bilateral::Node::builder("bad\0name").start(), Err(Error::InvalidName { .. })));
+    assert!(matches!(
+        bilateral::Node::builder("x").listen("tcp://256.0.0.1:0").start(),
+        Err(Error::Bind { .. })
+    ));
+}
