@@ -231,16 +231,17 @@ impl NodeBuilder {
             Some(c) => c.clone(),
             None => Context::new()?,
         };
-        let heartbeat = self.timers.heartbeat_interval;
         let options = SocketOptions {
             name: name.clone(),
             high_water_mark: self.high_water_mark,
             hard_max_frame: i64::try_from(self.limits.max_message_size.saturating_mul(2).saturating_add(4096))
                 .unwrap_or(i64::MAX),
             linger: self.linger,
-            zmtp_heartbeat: heartbeat,
-            zmtp_timeout: self.timers.lost_timeout,
         };
+        // No ZMTP-level heartbeats (ZMQ_HEARTBEAT_IVL): the protocol's own
+        // PING/PONG does liveness, and libzmq 4.3.5's heartbeat timer can call
+        // `out_event` on an engine whose input failed, which aborts the whole
+        // process on `zmq_assert(!_io_error)` (see vendor-notes.md).
         let router = ctx.socket(SocketType::Router)?;
         router.set_router_mandatory(true)?;
         router.set_router_handover(true)?;
@@ -248,7 +249,6 @@ impl NodeBuilder {
         router.set_sndhwm(options.high_water_mark)?;
         router.set_rcvhwm(options.high_water_mark)?;
         router.set_maxmsgsize(options.hard_max_frame)?;
-        router.set_zmtp_heartbeat(options.zmtp_heartbeat, options.zmtp_timeout)?;
         let mut endpoints = Vec::with_capacity(self.endpoints.len());
         for endpoint in &self.endpoints {
             if endpoint.starts_with("tcp://[") {

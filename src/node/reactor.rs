@@ -91,8 +91,6 @@ pub(crate) struct SocketOptions {
     /// counted by the core instead.
     pub hard_max_frame: i64,
     pub linger: Duration,
-    pub zmtp_heartbeat: Duration,
-    pub zmtp_timeout: Duration,
 }
 
 /// Frames read from one socket per turn, so no socket can starve the others.
@@ -283,7 +281,11 @@ impl Reactor {
             Action::CloseLink { peer } => {
                 self.dealers.remove(&peer);
             }
-            Action::Event(event) => self.events.publish(&event),
+            Action::Event(event) => {
+                // Whoever sees the event must see the directory it implies.
+                self.publish_directory();
+                self.events.publish(&event);
+            }
             Action::Dispatch(job) => {
                 if let Err(crossbeam_channel::SendError(job)) = self.jobs.send(job) {
                     // The pool is gone (closing): refuse instead of dropping silently.
@@ -337,7 +339,6 @@ impl Reactor {
         socket.set_sndhwm(o.high_water_mark)?;
         socket.set_rcvhwm(o.high_water_mark)?;
         socket.set_maxmsgsize(o.hard_max_frame)?;
-        socket.set_zmtp_heartbeat(o.zmtp_heartbeat, o.zmtp_timeout)?;
         socket.set_reconnect_ivl(Duration::from_millis(100))?;
         if endpoint.starts_with("tcp://[") {
             socket.set_ipv6(true)?;
