@@ -42,7 +42,9 @@ impl Waker {
     }
 
     fn clear(&self) {
-        self.pending.store(false, Ordering::Release);
+        // An RMW, so the clear acquires every earlier `wake`'s release: work
+        // pushed before a wake is visible to the drain that follows.
+        self.pending.swap(false, Ordering::AcqRel);
     }
 }
 
@@ -53,8 +55,14 @@ impl WakeReceiver {
 
     /// Consumes pending wake-ups. The reactor must drain its channels *after*
     /// this, so work pushed while it runs triggers a fresh wake-up.
+    ///
+    /// Bytes are read *before* the flag is cleared. The other order loses
+    /// wake-ups: a `wake` between the clear and the read sets the flag and
+    /// its byte is then consumed here, leaving the flag set with no byte
+    /// pending, so every later `wake` skips its write and the reactor sleeps
+    /// on work it never sees. In this order, whenever the flag is set after
+    /// the clear, the byte of the `wake` that set it is still to come.
     pub(crate) fn drain(&self, waker: &Waker) {
-        waker.clear();
         let mut buf = [0u8; 64];
         loop {
             match (&self.rx).read(&mut buf) {
@@ -62,6 +70,48 @@ impl WakeReceiver {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 _ => break,
             }
+        }
+        waker.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::zmq::{PollItem, poll};
+
+    /// Many threads wake while the "reactor" drains: after the last wake,
+    /// the receiver must always become readable (no lost wake-up).
+    #[test]
+    fn no_wake_up_is_lost_under_contention() {
+        let (waker, rx) = pair().unwrap();
+        let waker = Arc::new(waker);
+        for _round in 0..200 {
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    let w = waker.clone();
+                    std::thread::spawn(move || {
+                        for _ in 0..50 {
+                            w.wake();
+                        }
+                    })
+                })
+                .collect();
+            for _ in 0..20 {
+                rx.drain(&waker);
+            }
+            for t in threads {
+                t.join().unwrap();
+            }
+            // One final wake after all the racing must be seen.
+            waker.wake();
+            let mut items = [PollItem::fd_readable(rx.fd())];
+            let ready = poll(&mut items, Some(Duration::from_secs(5))).unwrap();
+            assert_eq!(ready, 1, "a wake-up was lost");
+            rx.drain(&waker);
         }
     }
 }
