@@ -12,7 +12,8 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     let include = env::var("DEP_SODIUM_INCLUDE")
         .expect("libsodium-sys-stable did not report DEP_SODIUM_INCLUDE");
-    let lib = env::var("DEP_SODIUM_LIB").expect("libsodium-sys-stable did not report DEP_SODIUM_LIB");
+    let lib =
+        env::var("DEP_SODIUM_LIB").expect("libsodium-sys-stable did not report DEP_SODIUM_LIB");
     zeromq_src::Build::new()
         .with_libsodium(Some(zeromq_src::LibLocation::new(lib, include)))
         .build();

@@ -23,8 +23,13 @@ struct SumDiff {
 }
 
 fn sum_diff(node: &bilateral::Node) {
-    node.register("Arith.SumDiff", |_ctx, args: Args| Ok(SumDiff { s: args.a + args.b, d: args.a - args.b }))
-        .unwrap();
+    node.register("Arith.SumDiff", |_ctx, args: Args| {
+        Ok(SumDiff {
+            s: args.a + args.b,
+            d: args.a - args.b,
+        })
+    })
+    .unwrap();
 }
 
 #[test]
@@ -33,18 +38,33 @@ fn a_call_goes_each_way_over_the_one_connection() {
     let b = node("b");
     sum_diff(&a);
     sum_diff(&b);
-    b.register("who", |ctx, (): ()| Ok(ctx.peer().to_string())).unwrap();
-    a.register("who", |ctx, (): ()| Ok(ctx.peer().to_string())).unwrap();
+    b.register("who", |ctx, (): ()| Ok(ctx.peer().to_string()))
+        .unwrap();
+    a.register("who", |ctx, (): ()| Ok(ctx.peer().to_string()))
+        .unwrap();
     // Only a dials: b reaches a through a's own DEALER.
     join(&a, &b);
-    let r: SumDiff = a.call_one("b", "Arith.SumDiff", &Args { a: 7, b: 3 }, PATIENCE).unwrap();
+    let r: SumDiff = a
+        .call_one("b", "Arith.SumDiff", &Args { a: 7, b: 3 }, PATIENCE)
+        .unwrap();
     assert_eq!(r, SumDiff { s: 10, d: 4 });
-    let r: SumDiff = b.call_one("a", "Arith.SumDiff", &Args { a: 1, b: 2 }, PATIENCE).unwrap();
+    let r: SumDiff = b
+        .call_one("a", "Arith.SumDiff", &Args { a: 1, b: 2 }, PATIENCE)
+        .unwrap();
     assert_eq!(r, SumDiff { s: 3, d: -1 });
-    assert_eq!(a.call_one::<_, String>("b", "who", &(), PATIENCE).unwrap(), "a");
-    assert_eq!(b.call_one::<_, String>("a", "who", &(), PATIENCE).unwrap(), "b");
+    assert_eq!(
+        a.call_one::<_, String>("b", "who", &(), PATIENCE).unwrap(),
+        "a"
+    );
+    assert_eq!(
+        b.call_one::<_, String>("a", "who", &(), PATIENCE).unwrap(),
+        "b"
+    );
     let info = b.peer_info("a").unwrap();
-    assert!(info.inbound_up && !info.outbound_up, "b has no DEALER of its own to a");
+    assert!(
+        info.inbound_up && !info.outbound_up,
+        "b has no DEALER of its own to a"
+    );
     assert!(info.stats.messages_in > 0 && info.stats.bytes_out > 0);
 }
 
@@ -76,11 +96,17 @@ fn multicast_reports_slow_dead_and_unknown_peers_each_in_its_own_entry() {
     assert_eq!(results.len(), 4);
     assert_eq!(results.get("fast"), Some(&Ok(5)));
     assert_eq!(results.get("slow"), Some(&Err(CallError::Timeout)));
-    assert!(matches!(results.get("dead"), Some(Err(CallError::Unreachable(_)))), "{results:?}");
+    assert!(
+        matches!(results.get("dead"), Some(Err(CallError::Unreachable(_)))),
+        "{results:?}"
+    );
     assert_eq!(results.get("nobody"), Some(&Err(CallError::UnknownPeer)));
     assert!(took >= timeout, "returned before its deadline: {took:?}");
     // The caller's own clock ends the call; only scheduling can delay it.
-    assert!(took < timeout + Duration::from_secs(2), "returned long after its deadline: {took:?}");
+    assert!(
+        took < timeout + Duration::from_secs(2),
+        "returned long after its deadline: {took:?}"
+    );
 }
 
 #[test]
@@ -92,8 +118,13 @@ fn a_multicast_to_all_returns_when_every_peer_has_answered() {
         join(&hub, p);
     }
     let started = Instant::now();
-    let results = hub.call::<_, u8>(To::All, "id", &(), Duration::from_secs(30)).unwrap();
-    assert!(started.elapsed() < Duration::from_secs(10), "did not wait for the deadline");
+    let results = hub
+        .call::<_, u8>(To::All, "id", &(), Duration::from_secs(30))
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "did not wait for the deadline"
+    );
     assert_eq!(results.len(), 5);
     assert!(results.all_ok());
     let names: Vec<&str> = results.iter().map(|r| r.peer.as_str()).collect();
@@ -104,32 +135,66 @@ fn a_multicast_to_all_returns_when_every_peer_has_answered() {
 fn remote_failures_are_typed_and_distinguishable() {
     let a = node("a");
     let b = node("b");
-    b.register("fail", |_c, (): ()| -> Result<(), HandlerError> { Err("no can do".into()) }).unwrap();
-    b.register("panics", |_c, (): ()| -> Result<(), HandlerError> { panic!("boom") }).unwrap();
-    b.register("wants_string", |_c, s: String| Ok(s.len())).unwrap();
+    b.register("fail", |_c, (): ()| -> Result<(), HandlerError> {
+        Err("no can do".into())
+    })
+    .unwrap();
+    b.register("panics", |_c, (): ()| -> Result<(), HandlerError> {
+        panic!("boom")
+    })
+    .unwrap();
+    b.register("wants_string", |_c, s: String| Ok(s.len()))
+        .unwrap();
     join(&a, &b);
     let t = PATIENCE;
-    assert_eq!(a.call_one::<_, ()>("b", "fail", &(), t), Err(CallError::Remote("no can do".into())));
-    assert_eq!(a.call_one::<_, ()>("b", "missing", &(), t), Err(CallError::UnknownMethod));
-    assert!(matches!(a.call_one::<_, usize>("b", "wants_string", &42u32, t), Err(CallError::BadArguments(_))));
+    assert_eq!(
+        a.call_one::<_, ()>("b", "fail", &(), t),
+        Err(CallError::Remote("no can do".into()))
+    );
+    assert_eq!(
+        a.call_one::<_, ()>("b", "missing", &(), t),
+        Err(CallError::UnknownMethod)
+    );
+    assert!(matches!(
+        a.call_one::<_, usize>("b", "wants_string", &42u32, t),
+        Err(CallError::BadArguments(_))
+    ));
     let panicked = a.call_one::<_, ()>("b", "panics", &(), t);
-    assert!(matches!(&panicked, Err(CallError::Remote(m)) if m.contains("boom")), "{panicked:?}");
+    assert!(
+        matches!(&panicked, Err(CallError::Remote(m)) if m.contains("boom")),
+        "{panicked:?}"
+    );
     // The reply does not decode into the type the caller asked for.
-    assert!(matches!(a.call_one::<_, String>("b", "wants_string", &"abc", t), Err(CallError::BadReply(_))));
+    assert!(matches!(
+        a.call_one::<_, String>("b", "wants_string", &"abc", t),
+        Err(CallError::BadReply(_))
+    ));
     // And b is still fine.
-    assert_eq!(a.call_one::<_, usize>("b", "wants_string", &"abcd", t), Ok(4));
+    assert_eq!(
+        a.call_one::<_, usize>("b", "wants_string", &"abcd", t),
+        Ok(4)
+    );
 }
 
 #[test]
 fn calls_to_unknown_or_inactive_peers_fail_at_once() {
     let a = node("a");
     let started = Instant::now();
-    assert_eq!(a.call_one::<_, ()>("ghost", "m", &(), Duration::from_secs(30)), Err(CallError::UnknownPeer));
+    assert_eq!(
+        a.call_one::<_, ()>("ghost", "m", &(), Duration::from_secs(30)),
+        Err(CallError::UnknownPeer)
+    );
     // A peer being dialled but not joined.
     a.connect("later", "tcp://127.0.0.1:1").unwrap();
-    assert!(matches!(a.call_one::<_, ()>("later", "m", &(), Duration::from_secs(30)), Err(CallError::Unreachable(_))));
+    assert!(matches!(
+        a.call_one::<_, ()>("later", "m", &(), Duration::from_secs(30)),
+        Err(CallError::Unreachable(_))
+    ));
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(a.call_one::<_, ()>("not a\tname", "m", &(), Duration::from_secs(30)), Err(CallError::UnknownPeer));
+    assert_eq!(
+        a.call_one::<_, ()>("not a\tname", "m", &(), Duration::from_secs(30)),
+        Err(CallError::UnknownPeer)
+    );
 }
 
 #[test]
@@ -146,7 +211,13 @@ fn thousand_concurrent_calls_from_eight_threads_are_all_answered() {
             std::thread::spawn(move || {
                 // Each thread keeps 125 calls in flight at once.
                 let pending: Vec<_> = (0..125u64)
-                    .map(|i| (t * 1000 + i, a.start_call::<_, u64>("b", "double", &(t * 1000 + i), PATIENCE).unwrap()))
+                    .map(|i| {
+                        (
+                            t * 1000 + i,
+                            a.start_call::<_, u64>("b", "double", &(t * 1000 + i), PATIENCE)
+                                .unwrap(),
+                        )
+                    })
                     .collect();
                 for (x, call) in pending {
                     let r = call.wait();
@@ -181,15 +252,27 @@ fn casts_say_how_many_peers_they_went_to_and_run_the_handler() {
     }
     assert_eq!(a.cast(To::All, "note", "hello").unwrap(), 2);
     assert_eq!(a.cast(["b", "ghost"], "note", "just b").unwrap(), 1);
-    let mut got: Vec<(String, String)> = (0..3).map(|_| rx.recv_timeout(PATIENCE).unwrap()).collect();
+    let mut got: Vec<(String, String)> =
+        (0..3).map(|_| rx.recv_timeout(PATIENCE).unwrap()).collect();
     got.sort();
-    assert_eq!(got, [("a".into(), "hello".into()), ("a".into(), "hello".into()), ("a".into(), "just b".into())]);
+    assert_eq!(
+        got,
+        [
+            ("a".into(), "hello".into()),
+            ("a".into(), "hello".into()),
+            ("a".into(), "just b".into())
+        ]
+    );
 }
 
 #[test]
 fn a_full_handler_queue_is_reported_as_remote_overload() {
     let a = node("a");
-    let b = builder("b").workers(1).max_queued_handlers(2).start().unwrap();
+    let b = builder("b")
+        .workers(1)
+        .max_queued_handlers(2)
+        .start()
+        .unwrap();
     let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(0);
     b.register("block", move |_c, (): ()| {
         let _ = release_rx.recv_timeout(PATIENCE);
@@ -198,9 +281,14 @@ fn a_full_handler_queue_is_reported_as_remote_overload() {
     .unwrap();
     join(&a, &b);
     // One DEALER keeps order: the first two are admitted, the third refused.
-    let mut calls: Vec<_> = (0..3).map(|_| a.start_call::<_, ()>("b", "block", &(), PATIENCE).unwrap()).collect();
+    let mut calls: Vec<_> = (0..3)
+        .map(|_| a.start_call::<_, ()>("b", "block", &(), PATIENCE).unwrap())
+        .collect();
     let third = calls.pop().unwrap().wait();
-    assert_eq!(third.get("b"), Some(&Err(CallError::Overloaded(Side::Remote))));
+    assert_eq!(
+        third.get("b"),
+        Some(&Err(CallError::Overloaded(Side::Remote)))
+    );
     for _ in 0..2 {
         release_tx.send_timeout((), PATIENCE).unwrap();
     }
@@ -220,10 +308,15 @@ fn a_pending_call_fails_at_once_when_the_peer_closes() {
     })
     .unwrap();
     join(&a, &b);
-    let call = a.start_call::<_, ()>("b", "hang", &(), Duration::from_secs(60)).unwrap();
+    let call = a
+        .start_call::<_, ()>("b", "hang", &(), Duration::from_secs(60))
+        .unwrap();
     b.close();
     let started = Instant::now();
     let r = call.wait();
-    assert_eq!(r.get("b"), Some(&Err(CallError::PeerLost(LostReason::Parted))));
+    assert_eq!(
+        r.get("b"),
+        Some(&Err(CallError::PeerLost(LostReason::Parted)))
+    );
     assert!(started.elapsed() < Duration::from_secs(30));
 }

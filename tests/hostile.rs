@@ -20,7 +20,11 @@ fn raw_dealer(ctx: &Context, id: Option<&[u8]>, endpoint: &str) -> Socket {
 
 fn send_parts(s: &Socket, parts: &[&[u8]]) {
     for (i, p) in parts.iter().enumerate() {
-        let flags = if i + 1 < parts.len() { SendFlags::MORE } else { SendFlags::NONE };
+        let flags = if i + 1 < parts.len() {
+            SendFlags::MORE
+        } else {
+            SendFlags::NONE
+        };
         s.send(p, flags).unwrap();
     }
 }
@@ -34,7 +38,10 @@ fn frame(kind: u8, incarnation: u64, body: &[u8]) -> Vec<u8> {
 
 #[test]
 fn malformed_traffic_is_dropped_counted_and_the_node_keeps_serving() {
-    let victim = builder("victim").max_message_size(64 * 1024).start().unwrap();
+    let victim = builder("victim")
+        .max_message_size(64 * 1024)
+        .start()
+        .unwrap();
     victim.register("ping", |_c, (): ()| Ok("pong")).unwrap();
     let endpoint = victim.endpoint().unwrap().to_string();
     let ctx = Context::new().unwrap();
@@ -56,7 +63,14 @@ fn malformed_traffic_is_dropped_counted_and_the_node_keeps_serving() {
     let request = frame(7, 1, b"\0\0\0\0\0\0\0\x01\0\0\x03\xe8\x04ping\xc0");
     send_parts(&rogue, &[&request]);
     send_parts(&rogue, &[&frame(9, 1, b"\x04ping\xc0")]);
-    send_parts(&rogue, &[&frame(1, 1, b"\x01\x01\x00\0\0\x03\xe8\x04test\x05other\x06victim")]);
+    send_parts(
+        &rogue,
+        &[&frame(
+            1,
+            1,
+            b"\x01\x01\x00\0\0\x03\xe8\x04test\x05other\x06victim",
+        )],
+    );
     // Someone using the victim's own name, and a socket with no routing id.
     let impostor = raw_dealer(&ctx, Some(b"victim"), &endpoint);
     send_parts(&impostor, &[&request]);
@@ -75,7 +89,11 @@ fn malformed_traffic_is_dropped_counted_and_the_node_keeps_serving() {
     // Every kind of garbage was counted.
     wait_until(PATIENCE, || {
         let s = victim.stats();
-        s.malformed >= 3 && s.wrong_frame_count >= 2 && s.oversized >= 1 && s.unknown_sender >= 2 && s.bad_routing_id >= 2
+        s.malformed >= 3
+            && s.wrong_frame_count >= 2
+            && s.oversized >= 1
+            && s.unknown_sender >= 2
+            && s.bad_routing_id >= 2
     });
     let s = victim.stats();
     assert!(s.joins_refused >= 1, "{s:?}");
@@ -104,9 +122,18 @@ fn a_flood_of_garbage_does_not_starve_a_live_session() {
         rogue
     });
     for _ in 0..50 {
-        assert_eq!(friend.call_one::<_, u8>("victim", "ping", &(), PATIENCE).unwrap(), 1);
+        assert_eq!(
+            friend
+                .call_one::<_, u8>("victim", "ping", &(), PATIENCE)
+                .unwrap(),
+            1
+        );
     }
     let _rogue = flood.join().unwrap();
-    assert!(events.wait_for(Duration::from_millis(700), |e| is_lost(e, "victim")).is_none());
+    assert!(
+        events
+            .wait_for(Duration::from_millis(700), |e| is_lost(e, "victim"))
+            .is_none()
+    );
     assert!(victim.stats().malformed > 0);
 }

@@ -14,7 +14,8 @@ fn within(limit: Duration, f: impl FnOnce() + Send + 'static) {
         f();
         let _ = tx.send(());
     });
-    rx.recv_timeout(limit).unwrap_or_else(|_| panic!("did not return within {limit:?}"));
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("did not return within {limit:?}"));
 }
 
 #[test]
@@ -37,15 +38,26 @@ fn close_with_calls_in_flight_fails_them_with_closed() {
     })
     .unwrap();
     join(&a, &b);
-    let calls: Vec<_> = (0..10).map(|_| a.start_call::<_, ()>("b", "hang", &(), Duration::from_secs(6)).unwrap()).collect();
+    let calls: Vec<_> = (0..10)
+        .map(|_| {
+            a.start_call::<_, ()>("b", "hang", &(), Duration::from_secs(6))
+                .unwrap()
+        })
+        .collect();
     let started = Instant::now();
     a.close();
     for c in calls {
         assert_eq!(c.wait().get("b"), Some(&Err(CallError::Closed)));
     }
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(matches!(a.call::<_, ()>("b", "hang", &(), Duration::from_secs(1)), Err(Error::Closed)));
-    assert!(matches!(a.connect("c", "tcp://127.0.0.1:1"), Err(Error::Closed)));
+    assert!(matches!(
+        a.call::<_, ()>("b", "hang", &(), Duration::from_secs(1)),
+        Err(Error::Closed)
+    ));
+    assert!(matches!(
+        a.connect("c", "tcp://127.0.0.1:1"),
+        Err(Error::Closed)
+    ));
     a.close(); // idempotent
 }
 
@@ -57,10 +69,21 @@ fn dropping_the_last_handle_closes_the_node_and_says_goodbye() {
     let events = b.events();
     let clone = a.clone();
     drop(a);
-    assert!(events.wait_for(Duration::from_millis(300), |e| is_lost(e, "a")).is_none(), "a clone is still alive");
+    assert!(
+        events
+            .wait_for(Duration::from_millis(300), |e| is_lost(e, "a"))
+            .is_none(),
+        "a clone is still alive"
+    );
     drop(clone);
     let lost = events.wait_for(PATIENCE, |e| is_lost(e, "a")).unwrap();
-    assert!(matches!(lost, PeerEvent::Lost { reason: LostReason::Parted, .. }));
+    assert!(matches!(
+        lost,
+        PeerEvent::Lost {
+            reason: LostReason::Parted,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -92,7 +115,11 @@ fn closing_ends_event_streams() {
 fn nodes_pick_distinct_free_ports() {
     let nodes: Vec<_> = (0..8).map(|i| node(&format!("p{i}"))).collect();
     let mut endpoints: Vec<&str> = nodes.iter().map(|n| n.endpoint().unwrap()).collect();
-    assert!(endpoints.iter().all(|e| e.starts_with("tcp://127.0.0.1:") && !e.ends_with(":*")));
+    assert!(
+        endpoints
+            .iter()
+            .all(|e| e.starts_with("tcp://127.0.0.1:") && !e.ends_with(":*"))
+    );
     endpoints.sort();
     endpoints.dedup();
     assert_eq!(endpoints.len(), 8);
@@ -101,11 +128,21 @@ fn nodes_pick_distinct_free_ports() {
 #[test]
 fn nodes_sharing_a_context_talk_over_inproc() {
     let ctx = bilateral::zmq::Context::new().unwrap();
-    let a = builder_on("a", "inproc://lifecycle-a").context(ctx.clone()).start().unwrap();
-    let b = builder_on("b", "inproc://lifecycle-b").context(ctx).start().unwrap();
-    b.register("hi", |c, (): ()| Ok(format!("hi {}", c.peer()))).unwrap();
+    let a = builder_on("a", "inproc://lifecycle-a")
+        .context(ctx.clone())
+        .start()
+        .unwrap();
+    let b = builder_on("b", "inproc://lifecycle-b")
+        .context(ctx)
+        .start()
+        .unwrap();
+    b.register("hi", |c, (): ()| Ok(format!("hi {}", c.peer())))
+        .unwrap();
     join(&a, &b);
-    assert_eq!(a.call_one::<_, String>("b", "hi", &(), PATIENCE).unwrap(), "hi a");
+    assert_eq!(
+        a.call_one::<_, String>("b", "hi", &(), PATIENCE).unwrap(),
+        "hi a"
+    );
 }
 
 #[test]

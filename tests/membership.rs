@@ -20,7 +20,9 @@ fn a_restarted_peer_is_reported_lost_then_joined_and_its_old_calls_fail_at_once(
     let events = a.events();
     let endpoint = b.endpoint().unwrap().to_string();
     let old_incarnation = b.incarnation();
-    let call = a.start_call::<_, ()>("b", "hang", &(), Duration::from_secs(60)).unwrap();
+    let call = a
+        .start_call::<_, ()>("b", "hang", &(), Duration::from_secs(60))
+        .unwrap();
 
     // A crash (no goodbye) and a restart on the same endpoint, well within
     // a's lost timeout: a learns of it from the new incarnation.
@@ -30,14 +32,24 @@ fn a_restarted_peer_is_reported_lost_then_joined_and_its_old_calls_fail_at_once(
 
     // Lost (of the old incarnation) strictly before Joined (of the new one).
     let lost = events.wait_for(PATIENCE, |e| is_lost(e, "b")).unwrap();
-    let PeerEvent::Lost { incarnation, .. } = lost else { unreachable!() };
+    let PeerEvent::Lost { incarnation, .. } = lost else {
+        unreachable!()
+    };
     assert_eq!(incarnation, old_incarnation);
     let joined = events.wait_for(PATIENCE, |e| is_joined(e, "b")).unwrap();
-    assert!(matches!(joined, PeerEvent::Joined { incarnation, .. } if incarnation == b2.incarnation()));
+    assert!(
+        matches!(joined, PeerEvent::Joined { incarnation, .. } if incarnation == b2.incarnation())
+    );
     // The call on the old session failed when the session ended, long before its deadline.
     let r = call.wait();
-    assert!(matches!(r.get("b"), Some(Err(CallError::PeerLost(_)))), "{r:?}");
-    assert_eq!(a.peer_info("b").unwrap().incarnation, Some(b2.incarnation()));
+    assert!(
+        matches!(r.get("b"), Some(Err(CallError::PeerLost(_)))),
+        "{r:?}"
+    );
+    assert_eq!(
+        a.peer_info("b").unwrap().incarnation,
+        Some(b2.incarnation())
+    );
 }
 
 #[test]
@@ -54,12 +66,19 @@ fn a_wrong_network_name_is_an_event_and_an_error_on_the_connecting_side() {
         }
         other => panic!("expected a rejection, got {other:?}"),
     }
-    assert!(a_events.wait_for(PATIENCE, |e| matches!(e, PeerEvent::Rejected { .. })).is_some());
+    assert!(
+        a_events
+            .wait_for(PATIENCE, |e| matches!(e, PeerEvent::Rejected { .. }))
+            .is_some()
+    );
     assert!(b_events
         .wait_for(PATIENCE, |e| matches!(e, PeerEvent::Refused { rejection, .. } if rejection.code == RejectCode::WrongNetwork))
         .is_some());
     // The refusal is remembered: a later wait fails at once, a call says why.
-    assert!(matches!(a.wait_for_peer("b", Duration::from_millis(1)), Err(Error::Rejected { .. })));
+    assert!(matches!(
+        a.wait_for_peer("b", Duration::from_millis(1)),
+        Err(Error::Rejected { .. })
+    ));
     match a.call_one::<_, ()>("b", "m", &(), PATIENCE) {
         Err(CallError::Unreachable(Some(r))) => assert_eq!(r.code, RejectCode::WrongNetwork),
         other => panic!("{other:?}"),
@@ -80,9 +99,15 @@ fn heartbeats_keep_flowing_while_every_handler_is_blocked() {
     join(&a, &b);
     let events = a.events();
     let b_events = b.events();
-    let calls: Vec<_> = (0..4).map(|_| a.start_call::<_, ()>("b", "block", &(), PATIENCE).unwrap()).collect();
+    let calls: Vec<_> = (0..4)
+        .map(|_| a.start_call::<_, ()>("b", "block", &(), PATIENCE).unwrap())
+        .collect();
     // Both workers are blocked for 3 lost timeouts.
-    assert!(events.wait_for(Duration::from_millis(1800), |e| is_lost(e, "b")).is_none());
+    assert!(
+        events
+            .wait_for(Duration::from_millis(1800), |e| is_lost(e, "b"))
+            .is_none()
+    );
     assert!(b_events.try_recv().is_none(), "b lost nobody either");
     for _ in 0..4 {
         release.send_timeout((), PATIENCE).unwrap();
@@ -100,7 +125,13 @@ fn disconnect_tells_the_peer_and_forgets_it() {
     let b_events = b.events();
     a.disconnect("b").unwrap();
     let lost = b_events.wait_for(PATIENCE, |e| is_lost(e, "a")).unwrap();
-    assert!(matches!(lost, PeerEvent::Lost { reason: LostReason::Parted, .. }));
+    assert!(matches!(
+        lost,
+        PeerEvent::Lost {
+            reason: LostReason::Parted,
+            ..
+        }
+    ));
     assert!(a.peer_info("b").is_none());
     assert!(a.active_connections().is_empty());
     assert!(matches!(a.disconnect("b"), Err(Error::UnknownPeer(_))));
@@ -109,13 +140,30 @@ fn disconnect_tells_the_peer_and_forgets_it() {
 #[test]
 fn connect_refuses_bad_names_bad_endpoints_and_itself() {
     let a = node("a");
-    assert!(matches!(a.connect("", "tcp://127.0.0.1:1"), Err(Error::InvalidName { .. })));
-    assert!(matches!(a.connect("a", "tcp://127.0.0.1:1"), Err(Error::SelfConnect)));
-    assert!(matches!(a.connect("b", "bogus://nowhere"), Err(Error::Zmq(_))));
-    assert!(a.peer_info("b").is_none(), "a failed connect leaves nothing behind");
-    assert!(matches!(bilateral::Node::builder("bad\0name").start(), Err(Error::InvalidName { .. })));
     assert!(matches!(
-        bilateral::Node::builder("x").listen("tcp://256.0.0.1:0").start(),
+        a.connect("", "tcp://127.0.0.1:1"),
+        Err(Error::InvalidName { .. })
+    ));
+    assert!(matches!(
+        a.connect("a", "tcp://127.0.0.1:1"),
+        Err(Error::SelfConnect)
+    ));
+    assert!(matches!(
+        a.connect("b", "bogus://nowhere"),
+        Err(Error::Zmq(_))
+    ));
+    assert!(
+        a.peer_info("b").is_none(),
+        "a failed connect leaves nothing behind"
+    );
+    assert!(matches!(
+        bilateral::Node::builder("bad\0name").start(),
+        Err(Error::InvalidName { .. })
+    ));
+    assert!(matches!(
+        bilateral::Node::builder("x")
+            .listen("tcp://256.0.0.1:0")
+            .start(),
         Err(Error::Bind { .. })
     ));
 }

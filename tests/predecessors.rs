@@ -39,10 +39,16 @@ fn bug01_a_call_that_fails_does_not_freeze_the_node() {
     join(&a, &b);
     // The caller gives up before the reply; the reply then arrives to nobody.
     for _ in 0..3 {
-        assert_eq!(a.call_one::<_, u8>("b", "slow", &(), Duration::from_millis(50)), Err(CallError::Timeout));
+        assert_eq!(
+            a.call_one::<_, u8>("b", "slow", &(), Duration::from_millis(50)),
+            Err(CallError::Timeout)
+        );
     }
     // A call to a peer that does not exist fails too.
-    assert_eq!(a.call_one::<_, u8>("ghost", "fast", &(), Duration::from_millis(50)), Err(CallError::UnknownPeer));
+    assert_eq!(
+        a.call_one::<_, u8>("ghost", "fast", &(), Duration::from_millis(50)),
+        Err(CallError::UnknownPeer)
+    );
     // The node is not stuck: calls keep working, and the late replies were counted.
     for _ in 0..10 {
         assert_eq!(a.call_one::<_, u8>("b", "fast", &(), PATIENCE), Ok(2));
@@ -54,14 +60,26 @@ fn bug01_a_call_that_fails_does_not_freeze_the_node() {
 fn bug02_unknown_methods_and_undecodable_arguments_are_errors_not_empty_successes() {
     let a = node("a");
     let b = node("b");
-    b.register("takes_pair", |_c, (x, y): (u8, u8)| Ok(x + y)).unwrap();
+    b.register("takes_pair", |_c, (x, y): (u8, u8)| Ok(x + y))
+        .unwrap();
     join(&a, &b);
-    assert_eq!(a.call_one::<_, u8>("b", "no_such_method", &(1u8, 2u8), PATIENCE), Err(CallError::UnknownMethod));
-    assert!(matches!(a.call_one::<_, u8>("b", "takes_pair", &"not a pair", PATIENCE), Err(CallError::BadArguments(_))));
+    assert_eq!(
+        a.call_one::<_, u8>("b", "no_such_method", &(1u8, 2u8), PATIENCE),
+        Err(CallError::UnknownMethod)
+    );
+    assert!(matches!(
+        a.call_one::<_, u8>("b", "takes_pair", &"not a pair", PATIENCE),
+        Err(CallError::BadArguments(_))
+    ));
     // In a multicast the errors sit next to successes, each typed.
-    let r = a.call::<_, u8>(["b"], "no_such_method", &(), PATIENCE).unwrap();
+    let r = a
+        .call::<_, u8>(["b"], "no_such_method", &(), PATIENCE)
+        .unwrap();
     assert!(!r.all_ok());
-    assert_eq!(r.failures().next().map(|(p, e)| (p, e.clone())), Some(("b", CallError::UnknownMethod)));
+    assert_eq!(
+        r.failures().next().map(|(p, e)| (p, e.clone())),
+        Some(("b", CallError::UnknownMethod))
+    );
 }
 
 #[derive(Serialize, Deserialize)]
@@ -82,11 +100,26 @@ fn bug03_an_argument_type_mismatch_is_reported_and_harms_nothing() {
     let b = node("b");
     b.register("sum", |_c, e: Expected| Ok(e.a + e.b)).unwrap();
     join(&a, &b);
-    let wrong = Different { name: "x".into(), tags: vec!["y".into()] };
-    assert!(matches!(a.call_one::<_, i64>("b", "sum", &wrong, PATIENCE), Err(CallError::BadArguments(_))));
-    assert!(matches!(a.call_one::<_, i64>("b", "sum", &vec![1u8; 100], PATIENCE), Err(CallError::BadArguments(_))));
-    assert!(matches!(a.call_one::<_, i64>("b", "sum", &(), PATIENCE), Err(CallError::BadArguments(_))));
-    assert_eq!(a.call_one::<_, i64>("b", "sum", &Expected { a: 2, b: 3 }, PATIENCE), Ok(5));
+    let wrong = Different {
+        name: "x".into(),
+        tags: vec!["y".into()],
+    };
+    assert!(matches!(
+        a.call_one::<_, i64>("b", "sum", &wrong, PATIENCE),
+        Err(CallError::BadArguments(_))
+    ));
+    assert!(matches!(
+        a.call_one::<_, i64>("b", "sum", &vec![1u8; 100], PATIENCE),
+        Err(CallError::BadArguments(_))
+    ));
+    assert!(matches!(
+        a.call_one::<_, i64>("b", "sum", &(), PATIENCE),
+        Err(CallError::BadArguments(_))
+    ));
+    assert_eq!(
+        a.call_one::<_, i64>("b", "sum", &Expected { a: 2, b: 3 }, PATIENCE),
+        Ok(5)
+    );
 }
 
 #[test]
@@ -110,14 +143,29 @@ fn bug04_a_client_presenting_the_nodes_own_name_is_refused_and_the_node_keeps_se
     let (reject, _) = impostor.recv_multipart(true, 2).unwrap();
     assert_eq!(reject[0].as_bytes()[1], 3, "REJECT");
     assert_eq!(reject[0].as_bytes()[10], 4, "code JoiningItself");
-    assert!(events.wait_for(PATIENCE, |e| matches!(e, PeerEvent::Refused { .. })).is_some());
+    assert!(
+        events
+            .wait_for(PATIENCE, |e| matches!(e, PeerEvent::Refused { .. }))
+            .is_some()
+    );
     // Requests under the stolen name reach no handler.
-    impostor.send(&[1, 7, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 3, 0xe8, 4, b'p', b'i', b'n', b'g', 0xc0], SendFlags::NONE).unwrap();
+    impostor
+        .send(
+            &[
+                1, 7, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 3, 0xe8, 4, b'p', b'i',
+                b'n', b'g', 0xc0,
+            ],
+            SendFlags::NONE,
+        )
+        .unwrap();
     wait_until(PATIENCE, || victim.stats().bad_routing_id >= 1);
     // And a real peer is served.
     let friend = node("friend");
     join(&friend, &victim);
-    assert_eq!(friend.call_one::<_, u8>("victim", "ping", &(), PATIENCE), Ok(1));
+    assert_eq!(
+        friend.call_one::<_, u8>("victim", "ping", &(), PATIENCE),
+        Ok(1)
+    );
     assert_eq!(victim.active_connections(), ["friend"]);
 }
 
@@ -134,13 +182,20 @@ fn bug05_messages_with_more_frames_than_expected_are_dropped_and_the_reactor_mov
     rogue.connect(victim.endpoint().unwrap()).unwrap();
     for frames in [2usize, 3, 100, 100_000] {
         for i in 0..frames {
-            let flags = if i + 1 < frames { SendFlags::MORE } else { SendFlags::NONE };
+            let flags = if i + 1 < frames {
+                SendFlags::MORE
+            } else {
+                SendFlags::NONE
+            };
             rogue.send(b"frame", flags).unwrap();
         }
     }
     wait_until(PATIENCE, || victim.stats().wrong_frame_count >= 4);
     for _ in 0..10 {
-        assert_eq!(friend.call_one::<_, u8>("victim", "ping", &(), PATIENCE), Ok(1));
+        assert_eq!(
+            friend.call_one::<_, u8>("victim", "ping", &(), PATIENCE),
+            Ok(1)
+        );
     }
 }
 
@@ -151,7 +206,8 @@ fn within(limit: Duration, f: impl FnOnce() + Send + 'static) {
         f();
         let _ = tx.send(());
     });
-    rx.recv_timeout(limit).unwrap_or_else(|_| panic!("did not finish within {limit:?}"));
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("did not finish within {limit:?}"));
 }
 
 #[test]
@@ -210,7 +266,10 @@ fn bug08_concurrent_calls_each_time_out_at_their_own_deadline() {
         let (t, took, result) = w.join().unwrap();
         assert_eq!(result, Some(Err(CallError::Timeout)));
         assert!(took >= t, "a {t:?} call returned after {took:?}");
-        assert!(took < t + Duration::from_secs(2), "a {t:?} call returned after {took:?}");
+        assert!(
+            took < t + Duration::from_secs(2),
+            "a {t:?} call returned after {took:?}"
+        );
     }
     release.store(true, Ordering::Release);
 }
@@ -218,7 +277,8 @@ fn bug08_concurrent_calls_each_time_out_at_their_own_deadline() {
 #[test]
 fn bug09_the_peer_table_is_safe_under_concurrent_use() {
     let hub = node("hub");
-    hub.register("id", |c, (): ()| Ok(c.peer().to_string())).unwrap();
+    hub.register("id", |c, (): ()| Ok(c.peer().to_string()))
+        .unwrap();
     let spokes: Vec<_> = (0..4).map(|i| node(&format!("s{i}"))).collect();
     for s in &spokes {
         s.register("id", |_c, (): ()| Ok(String::new())).unwrap();
@@ -226,7 +286,7 @@ fn bug09_the_peer_table_is_safe_under_concurrent_use() {
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     // Churn: spokes connect and disconnect.
-    for s in spokes.iter().cloned() {
+    for s in spokes.clone() {
         let (hub, stop) = (hub.clone(), stop.clone());
         threads.push(std::thread::spawn(move || {
             while !stop.load(Ordering::Acquire) {
@@ -242,7 +302,10 @@ fn bug09_the_peer_table_is_safe_under_concurrent_use() {
         threads.push(std::thread::spawn(move || {
             while !stop.load(Ordering::Acquire) {
                 let names = hub.active_connections();
-                assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted and unique: {names:?}");
+                assert!(
+                    names.windows(2).all(|w| w[0] < w[1]),
+                    "sorted and unique: {names:?}"
+                );
                 let _ = hub.peers();
                 let _ = hub.call::<_, String>(To::All, "id", &(), Duration::from_millis(200));
             }
@@ -271,7 +334,10 @@ fn bug10e_two_nodes_dialling_each_other_converge_at_once_with_no_part_storm() {
     let b_events = b.events();
     let started = Instant::now();
     // Both dial at the same moment.
-    let (ea, eb) = (a.endpoint().unwrap().to_string(), b.endpoint().unwrap().to_string());
+    let (ea, eb) = (
+        a.endpoint().unwrap().to_string(),
+        b.endpoint().unwrap().to_string(),
+    );
     let (a2, b2) = (a.clone(), b.clone());
     let t1 = std::thread::spawn(move || a2.connect("b", &eb).unwrap());
     let t2 = std::thread::spawn(move || b2.connect("a", &ea).unwrap());
@@ -280,7 +346,10 @@ fn bug10e_two_nodes_dialling_each_other_converge_at_once_with_no_part_storm() {
     a.wait_for_peer("b", PATIENCE).unwrap();
     b.wait_for_peer("a", PATIENCE).unwrap();
     let converged = started.elapsed();
-    assert!(converged < Duration::from_secs(1), "converged in {converged:?}");
+    assert!(
+        converged < Duration::from_secs(1),
+        "converged in {converged:?}"
+    );
     // Exactly one Joined each, then nothing for several lost timeouts: no
     // PART, no loss, no second session.
     assert!(a_events.wait_for(PATIENCE, |e| is_joined(e, "b")).is_some());
@@ -293,7 +362,6 @@ fn bug10e_two_nodes_dialling_each_other_converge_at_once_with_no_part_storm() {
     assert_eq!(info.stats.sessions, 1);
 }
 
-
 #[test]
 fn bug10d_a_dead_peer_is_lost_within_the_lost_timeout_and_rejoins_when_it_returns() {
     let a = node("a");
@@ -305,9 +373,22 @@ fn bug10d_a_dead_peer_is_lost_within_the_lost_timeout_and_rejoins_when_it_return
     let died = Instant::now();
     b.kill();
     let lost = events.wait_for(PATIENCE, |e| is_lost(e, "b")).unwrap();
-    assert!(matches!(lost, PeerEvent::Lost { reason: LostReason::Timeout, .. }), "{lost:?}");
+    assert!(
+        matches!(
+            lost,
+            PeerEvent::Lost {
+                reason: LostReason::Timeout,
+                ..
+            }
+        ),
+        "{lost:?}"
+    );
     // 600 ms of silence (minus what had passed since the last heartbeat).
-    assert!(died.elapsed() < Duration::from_secs(3), "lost after {:?}", died.elapsed());
+    assert!(
+        died.elapsed() < Duration::from_secs(3),
+        "lost after {:?}",
+        died.elapsed()
+    );
     assert_ne!(a.peer_state("b"), Some(PeerState::Active));
     // a keeps dialling: a new b on the same endpoint is joined.
     let b2 = builder_on("b", &endpoint).start().unwrap();
@@ -315,7 +396,6 @@ fn bug10d_a_dead_peer_is_lost_within_the_lost_timeout_and_rejoins_when_it_return
     assert_eq!(a.active_connections(), ["b"]);
     drop(b2);
 }
-
 
 #[test]
 fn bug10a_a_failed_connect_keeps_retrying_until_the_peer_appears() {
@@ -326,11 +406,14 @@ fn bug10a_a_failed_connect_keeps_retrying_until_the_peer_appears() {
     let a = node("a");
     let events = a.events();
     a.connect("late", &endpoint).unwrap();
-    assert!(events.wait_for(PATIENCE, |e| matches!(e, PeerEvent::ConnectFailed { .. })).is_some());
+    assert!(
+        events
+            .wait_for(PATIENCE, |e| matches!(e, PeerEvent::ConnectFailed { .. }))
+            .is_some()
+    );
     let _late = builder_on("late", &endpoint).start().unwrap();
     a.wait_for_peer("late", PATIENCE).unwrap();
 }
-
 
 #[test]
 fn bug10b_an_idle_served_peer_stays_joined_on_heartbeats() {
@@ -339,7 +422,11 @@ fn bug10b_an_idle_served_peer_stays_joined_on_heartbeats() {
     join(&a, &b);
     let events = a.events();
     // 600 ms lost timeout: 2 s of silence from the application is 3 of them.
-    assert!(events.wait_for(Duration::from_secs(2), |e| is_lost(e, "b")).is_none());
+    assert!(
+        events
+            .wait_for(Duration::from_secs(2), |e| is_lost(e, "b"))
+            .is_none()
+    );
     assert_eq!(a.active_connections(), ["b"]);
     assert_eq!(b.active_connections(), ["a"]);
     let rtt = a.peer_info("b").unwrap().stats.rtt_smoothed;
@@ -355,9 +442,15 @@ fn bug11_nodes_start_join_call_and_close_over_and_over_on_free_ports() {
         assert_ne!(a.endpoint(), b.endpoint());
         b.register("round", |_c, r: u32| Ok(r)).unwrap();
         join(&a, &b);
-        assert_eq!(a.call_one::<_, u32>("b", "round", &round, PATIENCE), Ok(round));
+        assert_eq!(
+            a.call_one::<_, u32>("b", "round", &round, PATIENCE),
+            Ok(round)
+        );
         a.close();
         b.close();
-        assert!(Instant::now() < deadline, "round {round} ran past the overall deadline");
+        assert!(
+            Instant::now() < deadline,
+            "round {round} ran past the overall deadline"
+        );
     }
 }

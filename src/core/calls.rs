@@ -50,7 +50,11 @@ impl<C: Clone> CallTable<C> {
     /// A table whose request ids start at `first_id` (random per incarnation,
     /// so a reply meant for an earlier incarnation cannot match a new call).
     pub(crate) fn new(first_id: u64) -> Self {
-        CallTable { groups: HashMap::new(), deadlines: BTreeSet::new(), next_id: first_id }
+        CallTable {
+            groups: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            next_id: first_id,
+        }
     }
 
     /// Calls (groups) awaiting replies.
@@ -81,16 +85,38 @@ impl<C: Clone> CallTable<C> {
             return;
         }
         let outstanding = targets.len();
-        let targets =
-            targets.into_iter().map(|(peer, index)| Target { peer, index, waiting: true }).collect();
+        let targets = targets
+            .into_iter()
+            .map(|(peer, index)| Target {
+                peer,
+                index,
+                waiting: true,
+            })
+            .collect();
         self.deadlines.insert((deadline, id));
-        self.groups.insert(id, Group { completion, deadline, targets, outstanding });
+        self.groups.insert(
+            id,
+            Group {
+                completion,
+                deadline,
+                targets,
+                outstanding,
+            },
+        );
     }
 
     /// Settles the entry of `peer` in call `id`, if it is still waiting.
-    pub(crate) fn resolve(&mut self, id: u64, peer: &NodeName, outcome: Outcome) -> Option<Resolved<C>> {
+    pub(crate) fn resolve(
+        &mut self,
+        id: u64,
+        peer: &NodeName,
+        outcome: Outcome,
+    ) -> Option<Resolved<C>> {
         let group = self.groups.get_mut(&id)?;
-        let target = group.targets.iter_mut().find(|t| t.waiting && &t.peer == peer)?;
+        let target = group
+            .targets
+            .iter_mut()
+            .find(|t| t.waiting && &t.peer == peer)?;
         target.waiting = false;
         let index = target.index;
         group.outstanding -= 1;
@@ -101,7 +127,11 @@ impl<C: Clone> CallTable<C> {
         } else {
             group.completion.clone()
         };
-        Some(Resolved { completion, index, outcome })
+        Some(Resolved {
+            completion,
+            index,
+            outcome,
+        })
     }
 
     /// Settles every entry waiting on `peer` with `error`.
@@ -112,7 +142,9 @@ impl<C: Clone> CallTable<C> {
             .filter(|(_, g)| g.targets.iter().any(|t| t.waiting && &t.peer == peer))
             .map(|(&id, _)| id)
             .collect();
-        ids.into_iter().filter_map(|id| self.resolve(id, peer, Err(error.clone()))).collect()
+        ids.into_iter()
+            .filter_map(|id| self.resolve(id, peer, Err(error.clone())))
+            .collect()
     }
 
     /// Settles every entry of every call whose deadline is at or before `now`.

@@ -24,7 +24,11 @@ impl<C: Clone> Mesh<C> {
         now: Instant,
     ) {
         let refuse = |mesh: &mut Self, index: usize, error: CallError| {
-            mesh.actions.push_back(Action::Resolve { completion: completion.clone(), index, outcome: Err(error) });
+            mesh.actions.push_back(Action::Resolve {
+                completion: completion.clone(),
+                index,
+                outcome: Err(error),
+            });
         };
         if self.closed {
             (0..targets.len()).for_each(|i| refuse(self, i, CallError::Closed));
@@ -72,7 +76,13 @@ impl<C: Clone> Mesh<C> {
     }
 
     /// Sends a cast of `method` to every target in session; returns how many.
-    pub fn handle_cast(&mut self, targets: &[NodeName], method: &str, args: &[u8], now: Instant) -> usize {
+    pub fn handle_cast(
+        &mut self,
+        targets: &[NodeName],
+        method: &str,
+        args: &[u8],
+        now: Instant,
+    ) -> usize {
         let _ = now;
         if self.closed {
             return 0;
@@ -80,7 +90,11 @@ impl<C: Clone> Mesh<C> {
         let frame = Message::Cast(Cast { method, args }).encode(self.cfg.incarnation);
         let mut sent = 0;
         for target in targets {
-            let link = self.peers.get(target).filter(|p| p.session.is_some()).and_then(|p| p.preferred_link());
+            let link = self
+                .peers
+                .get(target)
+                .filter(|p| p.session.is_some())
+                .and_then(|p| p.preferred_link());
             if let Some(link) = link {
                 self.send_frame(target, link, frame.clone(), None);
                 sent += 1;
@@ -90,7 +104,14 @@ impl<C: Clone> Mesh<C> {
     }
 
     /// A REQUEST from a peer in session: admit it to the worker pool or refuse it.
-    pub(super) fn on_request(&mut self, name: &NodeName, incarnation: u64, link: Link, r: &Request<'_>, now: Instant) {
+    pub(super) fn on_request(
+        &mut self,
+        name: &NodeName,
+        incarnation: u64,
+        link: Link,
+        r: &Request<'_>,
+        now: Instant,
+    ) {
         if let Some(peer) = self.peers.get_mut(name) {
             peer.stats.calls_in += 1;
         }
@@ -145,7 +166,9 @@ impl<C: Clone> Mesh<C> {
             ReplyStatus::BadArguments => Err(CallError::BadArguments(text())),
             ReplyStatus::Overloaded => Err(CallError::Overloaded(Side::Remote)),
             ReplyStatus::ShuttingDown => Err(CallError::ShuttingDown),
-            ReplyStatus::Other(code) => Err(CallError::Remote(format!("status {code}: {}", text()))),
+            ReplyStatus::Other(code) => {
+                Err(CallError::Remote(format!("status {code}: {}", text())))
+            }
         };
         match self.calls.resolve(r.request_id, name, outcome) {
             Some(resolved) => self.push_resolved(vec![resolved]),
@@ -168,17 +191,29 @@ impl<C: Clone> Mesh<C> {
             }
             JobOutcome::CastDone => return,
         };
-        let Some(request_id) = done.request_id else { return };
+        let Some(request_id) = done.request_id else {
+            return;
+        };
         let link = self
             .peers
             .get(&done.peer)
             .filter(|p| p.incarnation() == Some(done.incarnation))
-            .and_then(|p| if p.link_up(done.link) { Some(done.link) } else { p.preferred_link() });
+            .and_then(|p| {
+                if p.link_up(done.link) {
+                    Some(done.link)
+                } else {
+                    p.preferred_link()
+                }
+            });
         let Some(link) = link else {
             self.stats.replies_orphaned += 1;
             return;
         };
-        let reply = Message::Reply(Reply { request_id, status, payload: &payload });
+        let reply = Message::Reply(Reply {
+            request_id,
+            status,
+            payload: &payload,
+        });
         self.send(&done.peer, link, &reply, None);
     }
 }

@@ -25,11 +25,22 @@ impl<C: Clone> Mesh<C> {
         if self.closed || peer == self.cfg.name {
             return;
         }
-        let entry = self.peers.entry(peer.clone()).or_insert_with(|| Peer::new(peer.clone(), now));
-        if entry.outbound.as_ref().is_some_and(|o| o.endpoint == endpoint) {
+        let entry = self
+            .peers
+            .entry(peer.clone())
+            .or_insert_with(|| Peer::new(peer.clone(), now));
+        if entry
+            .outbound
+            .as_ref()
+            .is_some_and(|o| o.endpoint == endpoint)
+        {
             return;
         }
-        entry.outbound = Some(Outbound { endpoint, state: OutState::Waiting { until: now }, failures: 0 });
+        entry.outbound = Some(Outbound {
+            endpoint,
+            state: OutState::Waiting { until: now },
+            failures: 0,
+        });
         self.generation += 1;
         self.start_attempt(&peer, now);
     }
@@ -37,9 +48,13 @@ impl<C: Clone> Mesh<C> {
     /// The application asked to forget `peer`: say PART, end the session, stop dialling.
     /// Returns whether the peer was known.
     pub fn handle_disconnect(&mut self, peer: &NodeName, now: Instant) -> bool {
-        let Some(p) = self.peers.get(peer) else { return false };
-        let links: Vec<Link> =
-            [Link::Outbound, Link::Inbound].into_iter().filter(|&l| p.link_up(l)).collect();
+        let Some(p) = self.peers.get(peer) else {
+            return false;
+        };
+        let links: Vec<Link> = [Link::Outbound, Link::Inbound]
+            .into_iter()
+            .filter(|&l| p.link_up(l))
+            .collect();
         let dialled = p.outbound.is_some();
         if p.session.is_some() {
             for link in links {
@@ -48,7 +63,8 @@ impl<C: Clone> Mesh<C> {
             self.end_session(peer, LostReason::Disconnected, now);
         }
         if dialled {
-            self.actions.push_back(Action::CloseLink { peer: peer.clone() });
+            self.actions
+                .push_back(Action::CloseLink { peer: peer.clone() });
         }
         self.peers.remove(peer);
         self.generation += 1;
@@ -66,9 +82,13 @@ impl<C: Clone> Mesh<C> {
         let mut names: Vec<NodeName> = self.peers.keys().cloned().collect();
         names.sort();
         for name in &names {
-            let Some(p) = self.peers.get(name) else { continue };
-            let links: Vec<Link> =
-                [Link::Outbound, Link::Inbound].into_iter().filter(|&l| p.link_up(l)).collect();
+            let Some(p) = self.peers.get(name) else {
+                continue;
+            };
+            let links: Vec<Link> = [Link::Outbound, Link::Inbound]
+                .into_iter()
+                .filter(|&l| p.link_up(l))
+                .collect();
             let dialled = p.outbound.is_some();
             if p.session.is_some() {
                 for link in links {
@@ -77,7 +97,8 @@ impl<C: Clone> Mesh<C> {
                 self.end_session(name, LostReason::Closed, now);
             }
             if dialled {
-                self.actions.push_back(Action::CloseLink { peer: name.clone() });
+                self.actions
+                    .push_back(Action::CloseLink { peer: name.clone() });
             }
         }
         self.peers.clear();
@@ -86,23 +107,49 @@ impl<C: Clone> Mesh<C> {
     }
 
     /// A JOIN arrived on the ROUTER from routing id `name`.
-    pub(super) fn on_join(&mut self, name: NodeName, incarnation: u64, join: &Join<'_>, len: usize, now: Instant) {
+    pub(super) fn on_join(
+        &mut self,
+        name: NodeName,
+        incarnation: u64,
+        join: &Join<'_>,
+        len: usize,
+        now: Instant,
+    ) {
         let low = join.min_version.max(MIN_PROTOCOL_VERSION);
         let high = join.max_version.min(MAX_PROTOCOL_VERSION);
         let refusal = if low > high {
-            Some((RejectCode::UnsupportedVersion, format!(
-                "this node speaks versions {MIN_PROTOCOL_VERSION}..={MAX_PROTOCOL_VERSION}"
-            )))
+            Some((
+                RejectCode::UnsupportedVersion,
+                format!(
+                    "this node speaks versions {MIN_PROTOCOL_VERSION}..={MAX_PROTOCOL_VERSION}"
+                ),
+            ))
         } else if join.security != self.cfg.security {
-            Some((RejectCode::SecurityMismatch, format!("this node runs {:?}", self.cfg.security)))
+            Some((
+                RejectCode::SecurityMismatch,
+                format!("this node runs {:?}", self.cfg.security),
+            ))
         } else if join.network != self.cfg.network {
             Some((RejectCode::WrongNetwork, "network names differ".to_string()))
         } else if join.name != name.as_str() {
-            Some((RejectCode::BadName, "the JOIN's name differs from the routing id".to_string()))
+            Some((
+                RejectCode::BadName,
+                "the JOIN's name differs from the routing id".to_string(),
+            ))
         } else if join.target != self.cfg.name.as_str() {
-            Some((RejectCode::WrongPeer, format!("this node is {:?}", self.cfg.name.as_str())))
-        } else if self.peers.get(&name).is_some_and(|p| p.superseded.contains(&incarnation)) {
-            Some((RejectCode::NameTaken, "a newer node holds this name".to_string()))
+            Some((
+                RejectCode::WrongPeer,
+                format!("this node is {:?}", self.cfg.name.as_str()),
+            ))
+        } else if self
+            .peers
+            .get(&name)
+            .is_some_and(|p| p.superseded.contains(&incarnation))
+        {
+            Some((
+                RejectCode::NameTaken,
+                "a newer node holds this name".to_string(),
+            ))
         } else if self.closed {
             Some((RejectCode::ShuttingDown, String::new()))
         } else {
@@ -113,7 +160,10 @@ impl<C: Clone> Mesh<C> {
             return;
         }
 
-        let peer = self.peers.entry(name.clone()).or_insert_with(|| Peer::new(name.clone(), now));
+        let peer = self
+            .peers
+            .entry(name.clone())
+            .or_insert_with(|| Peer::new(name.clone(), now));
         peer.stats.messages_in += 1;
         peer.stats.bytes_in += len as u64;
         match peer.incarnation() {
@@ -146,16 +196,33 @@ impl<C: Clone> Mesh<C> {
     }
 
     /// Refuses a JOIN: REJECT to the sender, an event and a count here.
-    pub(super) fn refuse(&mut self, name: &NodeName, their_incarnation: u64, code: RejectCode, detail: &str) {
+    pub(super) fn refuse(
+        &mut self,
+        name: &NodeName,
+        their_incarnation: u64,
+        code: RejectCode,
+        detail: &str,
+    ) {
         self.stats.joins_refused += 1;
-        let rejection = Rejection { code, detail: detail.to_string() };
+        let rejection = Rejection {
+            code,
+            detail: detail.to_string(),
+        };
         log::info!("refused JOIN from {name}: {rejection}");
         let reject = self.reject_message(code, their_incarnation, detail);
         self.send(name, Link::Inbound, &reject, None);
-        self.emit(PeerEvent::Refused { from: name.to_string(), rejection });
+        self.emit(PeerEvent::Refused {
+            from: name.to_string(),
+            rejection,
+        });
     }
 
-    pub(super) fn reject_message<'a>(&self, code: RejectCode, your_incarnation: u64, detail: &'a str) -> Message<'a> {
+    pub(super) fn reject_message<'a>(
+        &self,
+        code: RejectCode,
+        your_incarnation: u64,
+        detail: &'a str,
+    ) -> Message<'a> {
         Message::Reject(Reject {
             code,
             your_incarnation,
@@ -166,12 +233,21 @@ impl<C: Clone> Mesh<C> {
     }
 
     /// A WELCOME arrived on our DEALER to `name`.
-    pub(super) fn on_welcome(&mut self, name: &NodeName, incarnation: u64, w: &Welcome<'_>, len: usize, now: Instant) {
+    pub(super) fn on_welcome(
+        &mut self,
+        name: &NodeName,
+        incarnation: u64,
+        w: &Welcome<'_>,
+        len: usize,
+        now: Instant,
+    ) {
         if w.joiner_incarnation != self.cfg.incarnation {
             self.stats.stale_incarnation += 1;
             return;
         }
-        let Some(peer) = self.peers.get_mut(name) else { return };
+        let Some(peer) = self.peers.get_mut(name) else {
+            return;
+        };
         let Some(out) = &peer.outbound else { return };
         peer.stats.messages_in += 1;
         peer.stats.bytes_in += len as u64;
@@ -183,9 +259,15 @@ impl<C: Clone> Mesh<C> {
             return;
         }
         let local_refusal = if w.name != name.as_str() {
-            Some((RejectCode::WrongPeer, format!("the node at this endpoint is {:?}", w.name)))
+            Some((
+                RejectCode::WrongPeer,
+                format!("the node at this endpoint is {:?}", w.name),
+            ))
         } else if !(MIN_PROTOCOL_VERSION..=MAX_PROTOCOL_VERSION).contains(&w.version) {
-            Some((RejectCode::UnsupportedVersion, format!("peer chose version {}", w.version)))
+            Some((
+                RejectCode::UnsupportedVersion,
+                format!("peer chose version {}", w.version),
+            ))
         } else {
             None
         };
@@ -193,10 +275,15 @@ impl<C: Clone> Mesh<C> {
             self.rejected(name, Rejection { code, detail }, now);
             return;
         }
-        if peer.incarnation().is_some_and(|current| current != incarnation) {
+        if peer
+            .incarnation()
+            .is_some_and(|current| current != incarnation)
+        {
             self.end_session(name, LostReason::Restarted, now);
         }
-        let Some(peer) = self.peers.get_mut(name) else { return };
+        let Some(peer) = self.peers.get_mut(name) else {
+            return;
+        };
         if let Some(out) = &mut peer.outbound {
             out.state = OutState::Up { last_recv: now };
             out.failures = 0;
@@ -209,14 +296,25 @@ impl<C: Clone> Mesh<C> {
     }
 
     /// A REJECT arrived on our DEALER to `name`.
-    pub(super) fn on_reject(&mut self, name: &NodeName, incarnation: u64, r: &Reject<'_>, now: Instant) {
+    pub(super) fn on_reject(
+        &mut self,
+        name: &NodeName,
+        incarnation: u64,
+        r: &Reject<'_>,
+        now: Instant,
+    ) {
         if r.your_incarnation != self.cfg.incarnation {
             self.stats.stale_incarnation += 1;
             return;
         }
-        let Some(peer) = self.peers.get(name) else { return };
+        let Some(peer) = self.peers.get(name) else {
+            return;
+        };
         let Some(out) = &peer.outbound else { return };
-        let rejection = Rejection { code: r.code, detail: r.detail.to_string() };
+        let rejection = Rejection {
+            code: r.code,
+            detail: r.detail.to_string(),
+        };
         match (&out.state, r.code) {
             (OutState::Up { .. }, RejectCode::NotJoined) => {
                 // The peer does not know us (it timed us out, or it restarted):
@@ -247,7 +345,10 @@ impl<C: Clone> Mesh<C> {
         if let Some(peer) = self.peers.get_mut(name) {
             peer.last_rejection = Some(rejection.clone());
         }
-        self.emit(PeerEvent::Rejected { peer: name.clone(), rejection });
+        self.emit(PeerEvent::Rejected {
+            peer: name.clone(),
+            rejection,
+        });
         self.fail_attempt(name, now);
     }
 
@@ -269,13 +370,18 @@ impl<C: Clone> Mesh<C> {
 
     pub(super) fn begin_session(&mut self, name: &NodeName, incarnation: u64, now: Instant) {
         let heartbeat = self.cfg.timers.heartbeat_interval;
-        let Some(peer) = self.peers.get_mut(name) else { return };
+        let Some(peer) = self.peers.get_mut(name) else {
+            return;
+        };
         peer.session = Some(super::peer::Session { incarnation });
         peer.stats.sessions += 1;
         peer.pinger.next_at = now + heartbeat;
         peer.pinger.outstanding = None;
         log::info!("peer {name} joined (incarnation {incarnation:016x})");
-        self.emit(PeerEvent::Joined { peer: name.clone(), incarnation });
+        self.emit(PeerEvent::Joined {
+            peer: name.clone(),
+            incarnation,
+        });
     }
 
     /// Ends the session with `name`, if any: fails its pending calls and
@@ -283,8 +389,12 @@ impl<C: Clone> Mesh<C> {
     /// which belonged to the session.
     pub(super) fn end_session(&mut self, name: &NodeName, reason: LostReason, now: Instant) {
         let _ = now;
-        let Some(peer) = self.peers.get_mut(name) else { return };
-        let Some(session) = peer.session.take() else { return };
+        let Some(peer) = self.peers.get_mut(name) else {
+            return;
+        };
+        let Some(session) = peer.session.take() else {
+            return;
+        };
         peer.inbound = None;
         if reason == LostReason::Restarted {
             peer.supersede(session.incarnation);
@@ -298,18 +408,30 @@ impl<C: Clone> Mesh<C> {
         let failed = self.calls.fail_peer(name, &CallError::PeerLost(reason));
         self.push_resolved(failed);
         log::info!("peer {name} lost: {reason}");
-        self.emit(PeerEvent::Lost { peer: name.clone(), incarnation: session.incarnation, reason });
+        self.emit(PeerEvent::Lost {
+            peer: name.clone(),
+            incarnation: session.incarnation,
+            reason,
+        });
     }
 
     /// Opens a fresh DEALER to the peer and sends JOIN.
     pub(super) fn start_attempt(&mut self, name: &NodeName, now: Instant) {
         let timers = &self.cfg.timers;
         let (join_timeout, join_retry) = (timers.join_timeout, timers.join_retry);
-        let Some(out) = self.peers.get_mut(name).and_then(|p| p.outbound.as_mut()) else { return };
-        out.state = OutState::Joining { deadline: now + join_timeout, next_join: now + join_retry };
+        let Some(out) = self.peers.get_mut(name).and_then(|p| p.outbound.as_mut()) else {
+            return;
+        };
+        out.state = OutState::Joining {
+            deadline: now + join_timeout,
+            next_join: now + join_retry,
+        };
         let endpoint = out.endpoint.clone();
         self.generation += 1;
-        self.actions.push_back(Action::OpenLink { peer: name.clone(), endpoint });
+        self.actions.push_back(Action::OpenLink {
+            peer: name.clone(),
+            endpoint,
+        });
         self.send_join(name);
     }
 
@@ -337,7 +459,8 @@ impl<C: Clone> Mesh<C> {
         let delay = backoff::delay(&self.cfg.timers, out.failures, &mut self.rng);
         out.state = OutState::Waiting { until: now + delay };
         self.generation += 1;
-        self.actions.push_back(Action::CloseLink { peer: name.clone() });
+        self.actions
+            .push_back(Action::CloseLink { peer: name.clone() });
         delay
     }
 }

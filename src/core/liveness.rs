@@ -32,8 +32,13 @@ impl<C: Clone> Mesh<C> {
 
     fn peer_timers(&mut self, name: &NodeName, now: Instant) {
         let timers = self.cfg.timers.clone();
-        let Some(peer) = self.peers.get(name) else { return };
-        let inbound_alive = peer.inbound.as_ref().is_some_and(|i| now < i.last_recv + timers.lost_timeout);
+        let Some(peer) = self.peers.get(name) else {
+            return;
+        };
+        let inbound_alive = peer
+            .inbound
+            .as_ref()
+            .is_some_and(|i| now < i.last_recv + timers.lost_timeout);
 
         // The link this node dials.
         if let Some(out) = &peer.outbound {
@@ -41,16 +46,32 @@ impl<C: Clone> Mesh<C> {
                 OutState::Joining { deadline, .. } if now >= deadline => {
                     let in_session = peer.session.is_some();
                     let delay = self.fail_attempt(name, now);
-                    let attempt = self.peers.get(name).and_then(|p| p.outbound.as_ref()).map_or(0, |o| o.failures);
-                    log::debug!("join attempt {attempt} to {name} got no answer; retry in {delay:?}");
+                    let attempt = self
+                        .peers
+                        .get(name)
+                        .and_then(|p| p.outbound.as_ref())
+                        .map_or(0, |o| o.failures);
+                    log::debug!(
+                        "join attempt {attempt} to {name} got no answer; retry in {delay:?}"
+                    );
                     if !in_session {
-                        self.emit(PeerEvent::ConnectFailed { peer: name.clone(), attempt, retry_in: delay });
+                        self.emit(PeerEvent::ConnectFailed {
+                            peer: name.clone(),
+                            attempt,
+                            retry_in: delay,
+                        });
                     }
                 }
-                OutState::Joining { next_join, deadline } if now >= next_join => {
+                OutState::Joining {
+                    next_join,
+                    deadline,
+                } if now >= next_join => {
                     self.send_join(name);
                     if let Some(out) = self.peers.get_mut(name).and_then(|p| p.outbound.as_mut()) {
-                        out.state = OutState::Joining { deadline, next_join: now + timers.join_retry };
+                        out.state = OutState::Joining {
+                            deadline,
+                            next_join: now + timers.join_retry,
+                        };
                     }
                 }
                 OutState::Waiting { until } if now >= until => self.start_attempt(name, now),
@@ -66,7 +87,9 @@ impl<C: Clone> Mesh<C> {
         }
 
         // The link the peer dials.
-        let Some(peer) = self.peers.get_mut(name) else { return };
+        let Some(peer) = self.peers.get_mut(name) else {
+            return;
+        };
         if peer.inbound.is_some() && !inbound_alive {
             peer.inbound = None;
             if !peer.outbound_up() && peer.session.is_some() {
@@ -75,7 +98,9 @@ impl<C: Clone> Mesh<C> {
         }
 
         // A peer that is neither dialled nor in session is forgotten.
-        let Some(peer) = self.peers.get_mut(name) else { return };
+        let Some(peer) = self.peers.get_mut(name) else {
+            return;
+        };
         if peer.outbound.is_none() && peer.session.is_none() {
             self.peers.remove(name);
             self.generation += 1;
@@ -96,7 +121,9 @@ impl<C: Clone> Mesh<C> {
 
     /// A PONG: measure the round trip if it answers the outstanding PING.
     pub(super) fn on_pong(&mut self, name: &NodeName, nonce: u64, now: Instant) {
-        let Some(peer) = self.peers.get_mut(name) else { return };
+        let Some(peer) = self.peers.get_mut(name) else {
+            return;
+        };
         if let Some((expected, sent)) = peer.pinger.outstanding {
             if expected == nonce {
                 peer.pinger.outstanding = None;
@@ -118,7 +145,9 @@ impl<C: Clone> Mesh<C> {
         self.stats.send_failures += 1;
         if let Some(id) = request_id {
             let error = match failure {
-                super::SendFailure::QueueFull => crate::error::CallError::Overloaded(crate::error::Side::Local),
+                super::SendFailure::QueueFull => {
+                    crate::error::CallError::Overloaded(crate::error::Side::Local)
+                }
                 super::SendFailure::Unreachable => crate::error::CallError::Unreachable(None),
             };
             if let Some(r) = self.calls.resolve(id, peer, Err(error)) {

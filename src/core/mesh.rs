@@ -229,12 +229,21 @@ impl<C: Clone> Mesh<C> {
 
     /// Every peer's name, state and session incarnation.
     pub fn directory(&self) -> Vec<(NodeName, PeerState, Option<u64>)> {
-        self.peers.values().map(|p| (p.name.clone(), p.state(), p.incarnation())).collect()
+        self.peers
+            .values()
+            .map(|p| (p.name.clone(), p.state(), p.incarnation()))
+            .collect()
     }
 
     /// A message arrived. `frames` are its first frames (at most a few are
     /// kept) and `total_frames` how many it had.
-    pub fn handle_inbound(&mut self, origin: Origin<'_>, frames: &[&[u8]], total_frames: usize, now: Instant) {
+    pub fn handle_inbound(
+        &mut self,
+        origin: Origin<'_>,
+        frames: &[&[u8]],
+        total_frames: usize,
+        now: Instant,
+    ) {
         if self.closed {
             return;
         }
@@ -246,22 +255,36 @@ impl<C: Clone> Mesh<C> {
     }
 
     fn on_router(&mut self, frames: &[&[u8]], total: usize, now: Instant) {
-        let Some(routing_id) = frames.first() else { return };
+        let Some(routing_id) = frames.first() else {
+            return;
+        };
         let Ok(name) = NodeName::from_bytes(routing_id) else {
             self.stats.bad_routing_id += 1;
-            log::debug!("dropped message from invalid routing id {:?}", lossy(routing_id));
+            log::debug!(
+                "dropped message from invalid routing id {:?}",
+                lossy(routing_id)
+            );
             return;
         };
         // A DEALER speaking the protocol sends exactly one frame; the ROUTER
         // adds the routing id in front.
         let (true, Some(body)) = (total == 2, frames.get(1)) else {
-            self.malformed(Some(&name), "wrong frame count", |s| &mut s.wrong_frame_count);
+            self.malformed(Some(&name), "wrong frame count", |s| {
+                &mut s.wrong_frame_count
+            });
             return;
         };
-        let Some(env) = self.decode(Some(&name), body) else { return };
+        let Some(env) = self.decode(Some(&name), body) else {
+            return;
+        };
         if name == self.cfg.name {
             if let Message::Join(_) = env.message {
-                self.refuse(&name, env.incarnation, RejectCode::JoiningItself, "this is my own name");
+                self.refuse(
+                    &name,
+                    env.incarnation,
+                    RejectCode::JoiningItself,
+                    "this is my own name",
+                );
             } else {
                 self.stats.bad_routing_id += 1;
                 log::debug!("dropped message from a sender using this node's own name");
@@ -272,7 +295,9 @@ impl<C: Clone> Mesh<C> {
         match env.message {
             Message::Join(join) => self.on_join(name, env.incarnation, &join, len, now),
             Message::Welcome(_) | Message::Reject(_) => {
-                self.malformed(Some(&name), "handshake reply on the ROUTER", |s| &mut s.malformed);
+                self.malformed(Some(&name), "handshake reply on the ROUTER", |s| {
+                    &mut s.malformed
+                });
             }
             _ => self.on_session_message(&name, Link::Inbound, env, len, now),
         }
@@ -280,15 +305,21 @@ impl<C: Clone> Mesh<C> {
 
     fn on_outbound(&mut self, peer: &NodeName, frames: &[&[u8]], total: usize, now: Instant) {
         let (true, Some(body)) = (total == 1, frames.first()) else {
-            self.malformed(Some(peer), "wrong frame count", |s| &mut s.wrong_frame_count);
+            self.malformed(Some(peer), "wrong frame count", |s| {
+                &mut s.wrong_frame_count
+            });
             return;
         };
-        let Some(env) = self.decode(Some(peer), body) else { return };
+        let Some(env) = self.decode(Some(peer), body) else {
+            return;
+        };
         let len = body.len();
         match env.message {
             Message::Welcome(w) => self.on_welcome(peer, env.incarnation, &w, len, now),
             Message::Reject(r) => self.on_reject(peer, env.incarnation, &r, now),
-            Message::Join(_) => self.malformed(Some(peer), "JOIN on a DEALER", |s| &mut s.malformed),
+            Message::Join(_) => {
+                self.malformed(Some(peer), "JOIN on a DEALER", |s| &mut s.malformed)
+            }
             _ => self.on_session_message(peer, Link::Outbound, env, len, now),
         }
     }
@@ -323,7 +354,14 @@ impl<C: Clone> Mesh<C> {
     }
 
     /// A message that needs a session: heartbeats, calls, replies, casts, PART.
-    fn on_session_message(&mut self, name: &NodeName, link: Link, env: Envelope<'_>, len: usize, now: Instant) {
+    fn on_session_message(
+        &mut self,
+        name: &NodeName,
+        link: Link,
+        env: Envelope<'_>,
+        len: usize,
+        now: Instant,
+    ) {
         let current = self.peers.get(name).and_then(Peer::incarnation);
         if current != Some(env.incarnation) {
             if current.is_some() {
@@ -331,7 +369,10 @@ impl<C: Clone> Mesh<C> {
             } else {
                 self.stats.unknown_sender += 1;
             }
-            log::debug!("dropped {:?} from {name} outside a session", kind_name(&env.message));
+            log::debug!(
+                "dropped {:?} from {name} outside a session",
+                kind_name(&env.message)
+            );
             if link == Link::Inbound {
                 self.tell_not_joined(name, env.incarnation, now);
             }
@@ -369,19 +410,36 @@ impl<C: Clone> Mesh<C> {
     }
 
     /// Encodes `message` from this incarnation and queues it for `peer` on `link`.
-    pub(super) fn send(&mut self, peer: &NodeName, link: Link, message: &Message<'_>, request_id: Option<u64>) {
+    pub(super) fn send(
+        &mut self,
+        peer: &NodeName,
+        link: Link,
+        message: &Message<'_>,
+        request_id: Option<u64>,
+    ) {
         let frame = message.encode(self.cfg.incarnation);
         self.send_frame(peer, link, frame, request_id);
     }
 
     /// Queues an already encoded frame.
-    pub(super) fn send_frame(&mut self, peer: &NodeName, link: Link, frame: Vec<u8>, request_id: Option<u64>) {
+    pub(super) fn send_frame(
+        &mut self,
+        peer: &NodeName,
+        link: Link,
+        frame: Vec<u8>,
+        request_id: Option<u64>,
+    ) {
         self.stats.frames_out += 1;
         if let Some(p) = self.peers.get_mut(peer) {
             p.stats.messages_out += 1;
             p.stats.bytes_out += frame.len() as u64;
         }
-        self.actions.push_back(Action::Transmit(Transmit { peer: peer.clone(), link, frame, request_id }));
+        self.actions.push_back(Action::Transmit(Transmit {
+            peer: peer.clone(),
+            link,
+            frame,
+            request_id,
+        }));
     }
 
     pub(super) fn emit(&mut self, event: PeerEvent) {

@@ -68,7 +68,10 @@ pub(crate) struct Session {
 #[derive(Clone, Debug)]
 pub(crate) enum OutState {
     /// DEALER open, JOIN sent; WELCOME awaited until `deadline`.
-    Joining { deadline: Instant, next_join: Instant },
+    Joining {
+        deadline: Instant,
+        next_join: Instant,
+    },
     /// Joined; `last_recv` is the last time anything arrived on this link.
     Up { last_recv: Instant },
     /// DEALER closed; the next attempt starts at `until`.
@@ -119,7 +122,11 @@ impl Peer {
             session: None,
             outbound: None,
             inbound: None,
-            pinger: Pinger { next_at: now, next_nonce: 1, outstanding: None },
+            pinger: Pinger {
+                next_at: now,
+                next_nonce: 1,
+                outstanding: None,
+            },
             superseded: VecDeque::new(),
             last_rejection: None,
             stats: PeerStats::default(),
@@ -131,7 +138,13 @@ impl Peer {
     }
 
     pub(crate) fn outbound_up(&self) -> bool {
-        matches!(self.outbound, Some(Outbound { state: OutState::Up { .. }, .. }))
+        matches!(
+            self.outbound,
+            Some(Outbound {
+                state: OutState::Up { .. },
+                ..
+            })
+        )
     }
 
     /// The link to send on: our own DEALER when joined, else the peer's.
@@ -157,7 +170,11 @@ impl Peer {
     pub(crate) fn heard_on(&mut self, link: Link, now: Instant) {
         match link {
             Link::Outbound => {
-                if let Some(Outbound { state: OutState::Up { last_recv }, .. }) = &mut self.outbound {
+                if let Some(Outbound {
+                    state: OutState::Up { last_recv },
+                    ..
+                }) = &mut self.outbound
+                {
                     *last_recv = now;
                 }
             }
@@ -177,7 +194,10 @@ impl Peer {
             return PeerState::Active;
         }
         match &self.outbound {
-            Some(Outbound { state: OutState::Waiting { .. }, .. }) => PeerState::Backoff,
+            Some(Outbound {
+                state: OutState::Waiting { .. },
+                ..
+            }) => PeerState::Backoff,
             _ => PeerState::Joining,
         }
     }
@@ -188,7 +208,10 @@ impl Peer {
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         if let Some(out) = &self.outbound {
             match out.state {
-                OutState::Joining { deadline, next_join } => {
+                OutState::Joining {
+                    deadline,
+                    next_join,
+                } => {
                     consider(deadline);
                     consider(next_join);
                 }

@@ -192,8 +192,10 @@ impl NodeBuilder {
     }
 
     fn validate(&self) -> Result<NodeName, Error> {
-        let name = NodeName::new(&self.name)
-            .map_err(|reason| Error::InvalidName { name: self.name.clone(), reason })?;
+        let name = NodeName::new(&self.name).map_err(|reason| Error::InvalidName {
+            name: self.name.clone(),
+            reason,
+        })?;
         let bad = |what: &str| Err(Error::InvalidConfig(what.to_string()));
         let t = &self.timers;
         if self.network.len() > 255 {
@@ -234,8 +236,13 @@ impl NodeBuilder {
         let options = SocketOptions {
             name: name.clone(),
             high_water_mark: self.high_water_mark,
-            hard_max_frame: i64::try_from(self.limits.max_message_size.saturating_mul(2).saturating_add(4096))
-                .unwrap_or(i64::MAX),
+            hard_max_frame: i64::try_from(
+                self.limits
+                    .max_message_size
+                    .saturating_mul(2)
+                    .saturating_add(4096),
+            )
+            .unwrap_or(i64::MAX),
             linger: self.linger,
         };
         // No ZMTP-level heartbeats (ZMQ_HEARTBEAT_IVL): the protocol's own
@@ -254,7 +261,10 @@ impl NodeBuilder {
             if endpoint.starts_with("tcp://[") {
                 router.set_ipv6(true)?;
             }
-            router.bind(endpoint).map_err(|source| Error::Bind { endpoint: endpoint.clone(), source })?;
+            router.bind(endpoint).map_err(|source| Error::Bind {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
             endpoints.push(router.last_endpoint()?);
         }
 
@@ -277,9 +287,14 @@ impl NodeBuilder {
         let abort = Arc::new(AtomicBool::new(false));
         let (commands_tx, commands_rx) = bounded(self.command_capacity);
         let (done_tx, done_rx) = unbounded();
-        let (workers, jobs_tx) =
-            WorkerPool::start(name.as_str(), self.workers, registry.clone(), done_tx, waker.clone())
-                .map_err(Error::Thread)?;
+        let (workers, jobs_tx) = WorkerPool::start(
+            name.as_str(),
+            self.workers,
+            registry.clone(),
+            done_tx,
+            waker.clone(),
+        )
+        .map_err(Error::Thread)?;
 
         let reactor = Reactor {
             ctx,

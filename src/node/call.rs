@@ -121,17 +121,24 @@ impl<R> Responses<R> {
 
     /// The result for `peer`, if it was targeted.
     pub fn get(&self, peer: &str) -> Option<&Result<R, CallError>> {
-        self.entries.iter().find(|r| r.peer == peer).map(|r| &r.result)
+        self.entries
+            .iter()
+            .find(|r| r.peer == peer)
+            .map(|r| &r.result)
     }
 
     /// The peers that replied, with their replies.
     pub fn replies(&self) -> impl Iterator<Item = (&str, &R)> {
-        self.entries.iter().filter_map(|r| r.result.as_ref().ok().map(|v| (r.peer.as_str(), v)))
+        self.entries
+            .iter()
+            .filter_map(|r| r.result.as_ref().ok().map(|v| (r.peer.as_str(), v)))
     }
 
     /// The peers that did not reply, with the reason.
     pub fn failures(&self) -> impl Iterator<Item = (&str, &CallError)> {
-        self.entries.iter().filter_map(|r| r.result.as_ref().err().map(|e| (r.peer.as_str(), e)))
+        self.entries
+            .iter()
+            .filter_map(|r| r.result.as_ref().err().map(|e| (r.peer.as_str(), e)))
     }
 
     /// Whether every targeted peer replied.
@@ -206,14 +213,19 @@ impl<R: DeserializeOwned> PendingCall<R> {
                 }
             }
         }
-        let fallback = if closed { CallError::Closed } else { CallError::Timeout };
+        let fallback = if closed {
+            CallError::Closed
+        } else {
+            CallError::Timeout
+        };
         let entries = self
             .peers
             .into_iter()
             .zip(self.slots)
             .map(|(peer, slot)| {
                 let result = match slot.unwrap_or_else(|| Err(fallback.clone())) {
-                    Ok(bytes) => rmp_serde::from_slice::<R>(&bytes).map_err(|e| CallError::BadReply(e.to_string())),
+                    Ok(bytes) => rmp_serde::from_slice::<R>(&bytes)
+                        .map_err(|e| CallError::BadReply(e.to_string())),
                     Err(e) => Err(e),
                 };
                 Response { peer, result }

@@ -23,13 +23,20 @@ impl Directory {
 
     /// Names of peers in session, sorted.
     pub(crate) fn active(&self) -> Vec<NodeName> {
-        let mut v: Vec<NodeName> =
-            self.peers.iter().filter(|(_, (s, _))| *s == PeerState::Active).map(|(n, _)| n.clone()).collect();
+        let mut v: Vec<NodeName> = self
+            .peers
+            .iter()
+            .filter(|(_, (s, _))| *s == PeerState::Active)
+            .map(|(n, _)| n.clone())
+            .collect();
         v.sort();
         v
     }
 
     pub(crate) fn active_count(&self) -> usize {
-        self.peers.values().filter(|(s, _)| *s == PeerState::Active).count()
+        self.peers
+            .values()
+            .filter(|(s, _)| *s == PeerState::Active)
+            .count()
     }
 }

@@ -23,14 +23,17 @@ impl EventHub {
     }
 
     pub(crate) fn publish(&self, event: &PeerEvent) {
-        self.subscribers.lock().retain(|s| match s.try_send(event.clone()) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                true
-            }
-            Err(TrySendError::Disconnected(_)) => false,
-        });
+        self.subscribers
+            .lock()
+            .retain(|s| match s.try_send(event.clone()) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    self.dropped
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    true
+                }
+                Err(TrySendError::Disconnected(_)) => false,
+            });
     }
 
     /// Ends every subscription: receivers see the end of the stream.
@@ -66,7 +69,11 @@ impl Events {
 
     /// Waits until an event satisfying `pred` arrives, for at most `timeout`,
     /// skipping the others. Returns it, or `None` at the deadline.
-    pub fn wait_for(&self, timeout: Duration, mut pred: impl FnMut(&PeerEvent) -> bool) -> Option<PeerEvent> {
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        mut pred: impl FnMut(&PeerEvent) -> bool,
+    ) -> Option<PeerEvent> {
         let deadline = Instant::now() + timeout;
         loop {
             match self.rx.recv_deadline(deadline) {

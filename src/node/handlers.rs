@@ -109,7 +109,8 @@ pub(crate) enum Failure {
     Handler(String),
 }
 
-pub(crate) type ErasedHandler = dyn Fn(&CallContext, &[u8]) -> Result<Vec<u8>, Failure> + Send + Sync;
+pub(crate) type ErasedHandler =
+    dyn Fn(&CallContext, &[u8]) -> Result<Vec<u8>, Failure> + Send + Sync;
 
 /// Method name → handler, shared by the node handle (which registers) and
 /// the workers (which look up).
@@ -126,11 +127,14 @@ impl Registry {
         F: Fn(&CallContext, A) -> Result<R, HandlerError> + Send + Sync + 'static,
     {
         let erased = move |ctx: &CallContext, bytes: &[u8]| -> Result<Vec<u8>, Failure> {
-            let args: A = rmp_serde::from_slice(bytes).map_err(|e| Failure::BadArguments(e.to_string()))?;
+            let args: A =
+                rmp_serde::from_slice(bytes).map_err(|e| Failure::BadArguments(e.to_string()))?;
             let reply = handler(ctx, args).map_err(|e| Failure::Handler(e.0))?;
             encode(&reply).map_err(Failure::Handler)
         };
-        self.map.write().insert(method.to_string(), Arc::new(erased));
+        self.map
+            .write()
+            .insert(method.to_string(), Arc::new(erased));
     }
 
     pub(crate) fn remove(&self, method: &str) -> bool {

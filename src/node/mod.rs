@@ -76,7 +76,10 @@ impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
             .field("name", &self.inner.name)
-            .field("incarnation", &format_args!("{:016x}", self.inner.incarnation))
+            .field(
+                "incarnation",
+                &format_args!("{:016x}", self.inner.incarnation),
+            )
             .field("endpoints", &self.inner.endpoints)
             .finish()
     }
@@ -130,7 +133,10 @@ impl Node {
         R: Serialize,
         F: Fn(&CallContext, A) -> Result<R, HandlerError> + Send + Sync + 'static,
     {
-        MethodName::new(method).map_err(|reason| Error::InvalidName { name: method.to_string(), reason })?;
+        MethodName::new(method).map_err(|reason| Error::InvalidName {
+            name: method.to_string(),
+            reason,
+        })?;
         self.inner.registry.insert(method, handler);
         Ok(())
     }
@@ -157,8 +163,14 @@ impl Node {
             return Err(Error::SelfConnect);
         }
         let (reply, answer) = bounded(1);
-        self.send_command(Command::Connect { peer, endpoint: endpoint.to_string(), reply })?;
-        answer.recv_timeout(REACTOR_ANSWER).map_err(|_| Error::Closed)?
+        self.send_command(Command::Connect {
+            peer,
+            endpoint: endpoint.to_string(),
+            reply,
+        })?;
+        answer
+            .recv_timeout(REACTOR_ANSWER)
+            .map_err(|_| Error::Closed)?
     }
 
     /// Says goodbye to `peer` (PART), ends the session, stops dialling it.
@@ -183,17 +195,25 @@ impl Node {
             return Ok(());
         }
         if let Some(rejection) = self.peer_info(peer).and_then(|i| i.last_rejection) {
-            return Err(Error::Rejected { peer: peer.to_string(), rejection });
+            return Err(Error::Rejected {
+                peer: peer.to_string(),
+                rejection,
+            });
         }
         loop {
             match events.recv_deadline(deadline) {
                 Ok(PeerEvent::Joined { peer: p, .. }) if p.as_str() == peer => return Ok(()),
                 Ok(PeerEvent::Rejected { peer: p, rejection }) if p.as_str() == peer => {
-                    return Err(Error::Rejected { peer: peer.to_string(), rejection });
+                    return Err(Error::Rejected {
+                        peer: peer.to_string(),
+                        rejection,
+                    });
                 }
                 Ok(_) => continue,
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => return Err(Error::Timeout),
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Err(Error::Closed),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    return Err(Error::Closed);
+                }
             }
         }
     }
@@ -204,7 +224,13 @@ impl Node {
     /// Returns as soon as every peer has answered or is known not to, and at
     /// the latest after `timeout`. Fails as a whole only for local reasons:
     /// an invalid method name, arguments that cannot be encoded, a closed node.
-    pub fn call<A, R>(&self, to: impl Into<To>, method: &str, args: &A, timeout: Duration) -> Result<Responses<R>, Error>
+    pub fn call<A, R>(
+        &self,
+        to: impl Into<To>,
+        method: &str,
+        args: &A,
+        timeout: Duration,
+    ) -> Result<Responses<R>, Error>
     where
         A: Serialize + ?Sized,
         R: DeserializeOwned,
@@ -213,13 +239,22 @@ impl Node {
     }
 
     /// Calls `method` on one peer and returns its reply or why there is none.
-    pub fn call_one<A, R>(&self, peer: &str, method: &str, args: &A, timeout: Duration) -> Result<R, CallError>
+    pub fn call_one<A, R>(
+        &self,
+        peer: &str,
+        method: &str,
+        args: &A,
+        timeout: Duration,
+    ) -> Result<R, CallError>
     where
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
         match self.call(peer, method, args, timeout) {
-            Ok(responses) => responses.into_iter().next().map_or(Err(CallError::UnknownPeer), |r| r.result),
+            Ok(responses) => responses
+                .into_iter()
+                .next()
+                .map_or(Err(CallError::UnknownPeer), |r| r.result),
             Err(Error::Closed) => Err(CallError::Closed),
             Err(Error::Overloaded(_)) => Err(CallError::Overloaded(Side::Local)),
             Err(e) => Err(CallError::Local(e.to_string())),
@@ -228,16 +263,32 @@ impl Node {
 
     /// Starts a call and returns at once; [`PendingCall::wait`] collects the
     /// result. Use it to keep many calls in flight from one thread.
-    pub fn start_call<A, R>(&self, to: impl Into<To>, method: &str, args: &A, timeout: Duration) -> Result<PendingCall<R>, Error>
+    pub fn start_call<A, R>(
+        &self,
+        to: impl Into<To>,
+        method: &str,
+        args: &A,
+        timeout: Duration,
+    ) -> Result<PendingCall<R>, Error>
     where
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
         let deadline = Instant::now() + timeout;
-        MethodName::new(method).map_err(|reason| Error::InvalidName { name: method.to_string(), reason })?;
+        MethodName::new(method).map_err(|reason| Error::InvalidName {
+            name: method.to_string(),
+            reason,
+        })?;
         let args = handlers::encode(args).map_err(Error::Encode)?;
         let peers: Vec<String> = match to.into() {
-            To::All => self.inner.directory.read().active().iter().map(|n| n.to_string()).collect(),
+            To::All => self
+                .inner
+                .directory
+                .read()
+                .active()
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
             To::Peers(names) => names,
         };
         let (tx, rx) = bounded(peers.len().max(1));
@@ -255,12 +306,27 @@ impl Node {
             }
         }
         let remapped = indices.len() != peers.len();
-        let mut pending = PendingCall { peers, slots, rx, deadline, _reply: PhantomData };
+        let mut pending = PendingCall {
+            peers,
+            slots,
+            rx,
+            deadline,
+            _reply: PhantomData,
+        };
         if targets.is_empty() {
             return Ok(pending);
         }
-        let sink = CallSink { tx, slots: remapped.then(|| Arc::from(indices.clone())) };
-        let command = Command::Call { targets, method: method.to_string(), args, deadline, sink };
+        let sink = CallSink {
+            tx,
+            slots: remapped.then(|| Arc::from(indices.clone())),
+        };
+        let command = Command::Call {
+            targets,
+            method: method.to_string(),
+            args,
+            deadline,
+            sink,
+        };
         match self.send_command(command) {
             Ok(()) => Ok(pending),
             Err(Error::Closed) => Err(Error::Closed),
@@ -281,7 +347,10 @@ impl Node {
     where
         A: Serialize + ?Sized,
     {
-        MethodName::new(method).map_err(|reason| Error::InvalidName { name: method.to_string(), reason })?;
+        MethodName::new(method).map_err(|reason| Error::InvalidName {
+            name: method.to_string(),
+            reason,
+        })?;
         let args = handlers::encode(args).map_err(Error::Encode)?;
         let targets: Vec<NodeName> = {
             let directory = self.inner.directory.read();
@@ -296,7 +365,11 @@ impl Node {
         };
         let count = targets.len();
         if count > 0 {
-            self.send_command(Command::Cast { targets, method: method.to_string(), args })?;
+            self.send_command(Command::Cast {
+                targets,
+                method: method.to_string(),
+                args,
+            })?;
         }
         Ok(count)
     }
@@ -313,7 +386,13 @@ impl Node {
 
     /// The names of the peers in session, sorted.
     pub fn active_connections(&self) -> Vec<String> {
-        self.inner.directory.read().active().iter().map(|n| n.to_string()).collect()
+        self.inner
+            .directory
+            .read()
+            .active()
+            .iter()
+            .map(|n| n.to_string())
+            .collect()
     }
 
     /// How many peers are in session.
@@ -328,7 +407,11 @@ impl Node {
 
     /// Detailed state and counters of one peer.
     pub fn peer_info(&self, peer: &str) -> Option<PeerInfo> {
-        self.snapshot().ok()?.peers.into_iter().find(|p| p.name.as_str() == peer)
+        self.snapshot()
+            .ok()?
+            .peers
+            .into_iter()
+            .find(|p| p.name.as_str() == peer)
     }
 
     /// Detailed state and counters of every known peer, sorted by name.
@@ -343,13 +426,16 @@ impl Node {
 
     /// Calls awaiting replies and handler jobs queued or running.
     pub fn load(&self) -> (usize, usize) {
-        self.snapshot().map_or((0, 0), |s| (s.pending_calls, s.queued_handlers))
+        self.snapshot()
+            .map_or((0, 0), |s| (s.pending_calls, s.queued_handlers))
     }
 
     fn snapshot(&self) -> Result<Snapshot, Error> {
         let (reply, answer) = bounded(1);
         self.send_command(Command::Query { reply })?;
-        answer.recv_timeout(REACTOR_ANSWER).map_err(|_| Error::Closed)
+        answer
+            .recv_timeout(REACTOR_ANSWER)
+            .map_err(|_| Error::Closed)
     }
 
     /// Whether the node has been closed.
@@ -389,7 +475,9 @@ impl Node {
                 }
                 Ok(())
             }
-            Err(TrySendError::Full(_)) => Err(Error::Overloaded("the node's command queue is full")),
+            Err(TrySendError::Full(_)) => {
+                Err(Error::Overloaded("the node's command queue is full"))
+            }
             Err(TrySendError::Disconnected(_)) => Err(Error::Closed),
         }
     }
@@ -397,7 +485,9 @@ impl Node {
 
 impl Inner {
     fn close(&self) {
-        let Some(running) = self.running.lock().take() else { return };
+        let Some(running) = self.running.lock().take() else {
+            return;
+        };
         self.close_requested.store(true, Ordering::Release);
         self.waker.wake();
         if running.reactor.thread().id() != std::thread::current().id() {
@@ -425,5 +515,8 @@ impl Drop for Inner {
 }
 
 fn node_name(name: &str) -> Result<NodeName, Error> {
-    NodeName::new(name).map_err(|reason| Error::InvalidName { name: name.to_string(), reason })
+    NodeName::new(name).map_err(|reason| Error::InvalidName {
+        name: name.to_string(),
+        reason,
+    })
 }

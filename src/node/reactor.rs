@@ -19,8 +19,8 @@ use super::directory::Directory;
 use super::events::EventHub;
 use super::waker::{WakeReceiver, Waker};
 use crate::core::{
-    Action, Job, JobDone, JobOutcome, Link, Mesh, NodeStats, Origin, Outcome, PeerInfo, SendFailure,
-    Transmit,
+    Action, Job, JobDone, JobOutcome, Link, Mesh, NodeStats, Origin, Outcome, PeerInfo,
+    SendFailure, Transmit,
 };
 use crate::error::Error;
 use crate::protocol::{NodeName, ReplyStatus};
@@ -37,7 +37,11 @@ pub(crate) struct CallSink {
 
 impl CallSink {
     pub(crate) fn deliver(&self, index: usize, outcome: Outcome) {
-        let slot = self.slots.as_ref().and_then(|s| s.get(index).copied()).unwrap_or(index);
+        let slot = self
+            .slots
+            .as_ref()
+            .and_then(|s| s.get(index).copied())
+            .unwrap_or(index);
         // Capacity equals the number of targets and each is resolved once, so
         // this never blocks; a caller that gave up has dropped its receiver
         // and the entry is discarded.
@@ -47,11 +51,30 @@ impl CallSink {
 
 /// Work handed to the reactor by other threads.
 pub(crate) enum Command {
-    Connect { peer: NodeName, endpoint: String, reply: Sender<Result<(), Error>> },
-    Disconnect { peer: NodeName, reply: Sender<bool> },
-    Call { targets: Vec<NodeName>, method: String, args: Vec<u8>, deadline: Instant, sink: CallSink },
-    Cast { targets: Vec<NodeName>, method: String, args: Vec<u8> },
-    Query { reply: Sender<Snapshot> },
+    Connect {
+        peer: NodeName,
+        endpoint: String,
+        reply: Sender<Result<(), Error>>,
+    },
+    Disconnect {
+        peer: NodeName,
+        reply: Sender<bool>,
+    },
+    Call {
+        targets: Vec<NodeName>,
+        method: String,
+        args: Vec<u8>,
+        deadline: Instant,
+        sink: CallSink,
+    },
+    Cast {
+        targets: Vec<NodeName>,
+        method: String,
+        args: Vec<u8>,
+    },
+    Query {
+        reply: Sender<Snapshot>,
+    },
 }
 
 impl Command {
@@ -122,7 +145,10 @@ impl Reactor {
         log::debug!("reactor of {} started", self.mesh.name());
         loop {
             self.publish_directory();
-            let timeout = self.mesh.poll_timeout().map(|t| t.saturating_duration_since(Instant::now()));
+            let timeout = self
+                .mesh
+                .poll_timeout()
+                .map(|t| t.saturating_duration_since(Instant::now()));
             let (router_ready, ready_dealers) = match self.wait(timeout) {
                 Ok(ready) => ready,
                 Err(e) => {
@@ -160,7 +186,12 @@ impl Reactor {
         }
         crate::zmq::poll(&mut items, timeout)?;
         let router_ready = items[1].is_readable();
-        let ready = names.into_iter().zip(&items[2..]).filter(|(_, i)| i.is_readable()).map(|(n, _)| n).collect();
+        let ready = names
+            .into_iter()
+            .zip(&items[2..])
+            .filter(|(_, i)| i.is_readable())
+            .map(|(n, _)| n)
+            .collect();
         Ok((router_ready, ready))
     }
 
@@ -169,7 +200,8 @@ impl Reactor {
             match self.router.recv_multipart(true, MAX_FRAMES) {
                 Ok((frames, total)) => {
                     let parts: Vec<&[u8]> = frames.iter().map(Message::as_bytes).collect();
-                    self.mesh.handle_inbound(Origin::Router, &parts, total, Instant::now());
+                    self.mesh
+                        .handle_inbound(Origin::Router, &parts, total, Instant::now());
                 }
                 Err(e) if e.is_again() => return,
                 Err(e) => {
@@ -182,11 +214,14 @@ impl Reactor {
 
     fn read_dealer(&mut self, peer: &NodeName) {
         for _ in 0..READ_BATCH {
-            let Some(socket) = self.dealers.get(peer) else { return };
+            let Some(socket) = self.dealers.get(peer) else {
+                return;
+            };
             match socket.recv_multipart(true, MAX_FRAMES) {
                 Ok((frames, total)) => {
                     let parts: Vec<&[u8]> = frames.iter().map(Message::as_bytes).collect();
-                    self.mesh.handle_inbound(Origin::Outbound(peer), &parts, total, Instant::now());
+                    self.mesh
+                        .handle_inbound(Origin::Outbound(peer), &parts, total, Instant::now());
                 }
                 Err(e) if e.is_again() => return,
                 Err(e) => {
@@ -215,8 +250,13 @@ impl Reactor {
     fn command(&mut self, command: Command) {
         let now = Instant::now();
         match command {
-            Command::Connect { peer, endpoint, reply } => {
-                self.mesh.handle_connect(peer.clone(), endpoint.clone(), now);
+            Command::Connect {
+                peer,
+                endpoint,
+                reply,
+            } => {
+                self.mesh
+                    .handle_connect(peer.clone(), endpoint.clone(), now);
                 // Open the DEALER right away so a bad endpoint is reported to
                 // the caller instead of failing silently in the background.
                 let result = self.execute_until_open(&peer);
@@ -229,10 +269,21 @@ impl Reactor {
             Command::Disconnect { peer, reply } => {
                 let _ = reply.send(self.mesh.handle_disconnect(&peer, now));
             }
-            Command::Call { targets, method, args, deadline, sink } => {
-                self.mesh.handle_call(&targets, &method, &args, deadline, sink, now);
+            Command::Call {
+                targets,
+                method,
+                args,
+                deadline,
+                sink,
+            } => {
+                self.mesh
+                    .handle_call(&targets, &method, &args, deadline, sink, now);
             }
-            Command::Cast { targets, method, args } => {
+            Command::Cast {
+                targets,
+                method,
+                args,
+            } => {
                 self.mesh.handle_cast(&targets, &method, &args, now);
             }
             Command::Query { reply } => {
@@ -303,30 +354,52 @@ impl Reactor {
                     self.mesh.handle_job_done(done, Instant::now());
                 }
             }
-            Action::Resolve { completion, index, outcome } => completion.deliver(index, outcome),
+            Action::Resolve {
+                completion,
+                index,
+                outcome,
+            } => completion.deliver(index, outcome),
         }
     }
 
     fn transmit(&mut self, t: Transmit) {
         let result = match t.link {
             Link::Outbound => match self.dealers.get(&t.peer) {
-                Some(socket) => socket.send_msg(Message::from_vec(t.frame), SendFlags::DONTWAIT).map_err(|(e, _)| e),
+                Some(socket) => socket
+                    .send_msg(Message::from_vec(t.frame), SendFlags::DONTWAIT)
+                    .map_err(|(e, _)| e),
                 None => {
-                    self.mesh.handle_send_failed(&t.peer, t.link, t.request_id, SendFailure::Unreachable, Instant::now());
+                    self.mesh.handle_send_failed(
+                        &t.peer,
+                        t.link,
+                        t.request_id,
+                        SendFailure::Unreachable,
+                        Instant::now(),
+                    );
                     return;
                 }
             },
             Link::Inbound => self
                 .router
-                .send(t.peer.as_str().as_bytes(), SendFlags::MORE | SendFlags::DONTWAIT)
+                .send(
+                    t.peer.as_str().as_bytes(),
+                    SendFlags::MORE | SendFlags::DONTWAIT,
+                )
                 .and_then(|()| {
-                    self.router.send_msg(Message::from_vec(t.frame), SendFlags::DONTWAIT).map_err(|(e, _)| e)
+                    self.router
+                        .send_msg(Message::from_vec(t.frame), SendFlags::DONTWAIT)
+                        .map_err(|(e, _)| e)
                 }),
         };
         if let Err(e) = result {
-            let failure = if e.is_again() { SendFailure::QueueFull } else { SendFailure::Unreachable };
+            let failure = if e.is_again() {
+                SendFailure::QueueFull
+            } else {
+                SendFailure::Unreachable
+            };
             log::debug!("send to {} over {:?} failed: {e}", t.peer, t.link);
-            self.mesh.handle_send_failed(&t.peer, t.link, t.request_id, failure, Instant::now());
+            self.mesh
+                .handle_send_failed(&t.peer, t.link, t.request_id, failure, Instant::now());
         }
     }
 

@@ -27,7 +27,13 @@ pub(crate) fn pair() -> std::io::Result<(Waker, WakeReceiver)> {
     let (tx, rx) = UnixStream::pair()?;
     tx.set_nonblocking(true)?;
     rx.set_nonblocking(true)?;
-    Ok((Waker { tx, pending: AtomicBool::new(false) }, WakeReceiver { rx }))
+    Ok((
+        Waker {
+            tx,
+            pending: AtomicBool::new(false),
+        },
+        WakeReceiver { rx },
+    ))
 }
 
 impl Waker {

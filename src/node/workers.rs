@@ -51,13 +51,24 @@ impl WorkerPool {
             match spawned {
                 Ok(h) => handles.push(h),
                 Err(e) => {
-                    let pool = WorkerPool { handles, exited, closing };
+                    let pool = WorkerPool {
+                        handles,
+                        exited,
+                        closing,
+                    };
                     pool.shutdown(Duration::ZERO);
                     return Err(e);
                 }
             }
         }
-        Ok((WorkerPool { handles, exited, closing }, jobs_tx))
+        Ok((
+            WorkerPool {
+                handles,
+                exited,
+                closing,
+            },
+            jobs_tx,
+        ))
     }
 
     /// Stops the pool: queued jobs are dropped, running handlers may finish
@@ -66,16 +77,24 @@ impl WorkerPool {
         self.closing.store(true, Ordering::Release);
         let me = std::thread::current().id();
         let deadline = Instant::now() + grace;
-        let mut remaining: Vec<JoinHandle<()>> =
-            self.handles.into_iter().filter(|h| h.thread().id() != me).collect();
+        let mut remaining: Vec<JoinHandle<()>> = self
+            .handles
+            .into_iter()
+            .filter(|h| h.thread().id() != me)
+            .collect();
         while !remaining.is_empty() {
-            let Ok(id) = self.exited.recv_deadline(deadline) else { break };
+            let Ok(id) = self.exited.recv_deadline(deadline) else {
+                break;
+            };
             if let Some(pos) = remaining.iter().position(|h| h.thread().id() == id) {
                 let _ = remaining.swap_remove(pos).join();
             }
         }
         if !remaining.is_empty() {
-            log::warn!("{} handler(s) still running at close; not waiting for them", remaining.len());
+            log::warn!(
+                "{} handler(s) still running at close; not waiting for them",
+                remaining.len()
+            );
         }
     }
 }
@@ -155,7 +174,10 @@ impl Worker {
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".to_string());
                 log::error!("handler {:?} panicked: {text}", job.method);
-                reply(ReplyStatus::HandlerError, format!("handler panicked: {text}").into_bytes())
+                reply(
+                    ReplyStatus::HandlerError,
+                    format!("handler panicked: {text}").into_bytes(),
+                )
             }
         }
     }

@@ -95,7 +95,12 @@ pub fn decode(frame: &[u8]) -> Result<Envelope<'_>, DecodeError> {
             let request_id = r.u64()?;
             let timeout_ms = r.u32()?;
             let method = r.method()?;
-            Message::Request(Request { request_id, timeout_ms, method, args: r.rest() })
+            Message::Request(Request {
+                request_id,
+                timeout_ms,
+                method,
+                args: r.rest(),
+            })
         }
         REPLY => Message::Reply(Reply {
             request_id: r.u64()?,
@@ -104,13 +109,19 @@ pub fn decode(frame: &[u8]) -> Result<Envelope<'_>, DecodeError> {
         }),
         CAST => {
             let method = r.method()?;
-            Message::Cast(Cast { method, args: r.rest() })
+            Message::Cast(Cast {
+                method,
+                args: r.rest(),
+            })
         }
         other => return Err(DecodeError::UnknownKind(other)),
     };
     // Bytes after the known fields of a fixed-layout message are ignored, so a
     // later protocol version can append fields without breaking this one.
-    Ok(Envelope { incarnation, message })
+    Ok(Envelope {
+        incarnation,
+        message,
+    })
 }
 
 struct Reader<'a> {

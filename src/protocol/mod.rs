@@ -12,7 +12,7 @@ mod name;
 
 pub use codec::{DecodeError, decode};
 pub use message::{
-    Envelope, Join, Message, PartReason, RejectCode, Reject, ReplyStatus, Request, Reply, Cast,
+    Cast, Envelope, Join, Message, PartReason, Reject, RejectCode, Reply, ReplyStatus, Request,
     Security, Welcome,
 };
 pub use name::{MethodName, NameError, NodeName};

@@ -45,13 +45,20 @@ fn samples() -> Vec<Message<'static>> {
             method: "Arith.SumDiff",
             args: &[0x92, 0x01, 0x02],
         }),
-        Message::Reply(Reply { request_id: 99, status: ReplyStatus::Ok, payload: &[0xc0] }),
+        Message::Reply(Reply {
+            request_id: 99,
+            status: ReplyStatus::Ok,
+            payload: &[0xc0],
+        }),
         Message::Reply(Reply {
             request_id: 1,
             status: ReplyStatus::BadArguments,
             payload: b"expected array",
         }),
-        Message::Cast(Cast { method: "log", args: &[] }),
+        Message::Cast(Cast {
+            method: "log",
+            args: &[],
+        }),
     ]
 }
 
@@ -79,7 +86,10 @@ fn every_truncation_of_a_fixed_message_is_an_error() {
             _ => frame.len(),
         };
         for len in 0..fixed {
-            assert!(decode(&frame[..len]).is_err(), "{m:?} truncated to {len} decoded");
+            assert!(
+                decode(&frame[..len]).is_err(),
+                "{m:?} truncated to {len} decoded"
+            );
         }
     }
 }
@@ -87,8 +97,14 @@ fn every_truncation_of_a_fixed_message_is_an_error() {
 #[test]
 fn header_errors_are_typed() {
     assert_eq!(decode(&[]), Err(DecodeError::Truncated));
-    assert_eq!(decode(&[2, 4, 0, 0, 0, 0, 0, 0, 0, 0]), Err(DecodeError::UnknownVersion(2)));
-    assert_eq!(decode(&[1, 0xEE, 0, 0, 0, 0, 0, 0, 0, 0]), Err(DecodeError::UnknownKind(0xEE)));
+    assert_eq!(
+        decode(&[2, 4, 0, 0, 0, 0, 0, 0, 0, 0]),
+        Err(DecodeError::UnknownVersion(2))
+    );
+    assert_eq!(
+        decode(&[1, 0xEE, 0, 0, 0, 0, 0, 0, 0, 0]),
+        Err(DecodeError::UnknownKind(0xEE))
+    );
     // A method name that is not UTF-8.
     let mut frame = vec![1, 9, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0xff, 0xfe];
     assert_eq!(decode(&frame), Err(DecodeError::NotUtf8));
@@ -130,10 +146,19 @@ fn names_follow_routing_id_rules() {
     assert!(NodeName::new("alpha").is_ok());
     assert!(NodeName::new("Ωmega-1.example:5555").is_ok());
     assert_eq!(NodeName::new(""), Err(NameError::Empty));
-    assert_eq!(NodeName::new(&"x".repeat(256)), Err(NameError::TooLong(256)));
+    assert_eq!(
+        NodeName::new(&"x".repeat(256)),
+        Err(NameError::TooLong(256))
+    );
     assert!(NodeName::new(&"x".repeat(255)).is_ok());
-    assert_eq!(NodeName::new("\0lead"), Err(NameError::ControlCharacter('\0')));
-    assert_eq!(NodeName::new("tab\there"), Err(NameError::ControlCharacter('\t')));
+    assert_eq!(
+        NodeName::new("\0lead"),
+        Err(NameError::ControlCharacter('\0'))
+    );
+    assert_eq!(
+        NodeName::new("tab\there"),
+        Err(NameError::ControlCharacter('\t'))
+    );
     assert_eq!(NodeName::from_bytes(&[0xff, 0x00]), Err(NameError::NotUtf8));
     assert!(MethodName::new("Arith.SumDiff").is_ok());
     assert!(MethodName::new("").is_err());

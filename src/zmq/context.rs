@@ -54,7 +54,9 @@ impl Context {
         if ptr.is_null() {
             return Err(Error::last());
         }
-        let ctx = Context { inner: Arc::new(RawContext { ptr }) };
+        let ctx = Context {
+            inner: Arc::new(RawContext { ptr }),
+        };
         // Sockets that are not given a linger never block termination.
         ctx.set(ffi::ZMQ_BLOCKY, 0)?;
         Ok(ctx)

@@ -17,14 +17,18 @@ pub struct CurveKeyPair {
 
 impl std::fmt::Debug for CurveKeyPair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CurveKeyPair").field("public", &self.public).finish_non_exhaustive()
+        f.debug_struct("CurveKeyPair")
+            .field("public", &self.public)
+            .finish_non_exhaustive()
     }
 }
 
 fn z85_string(buf: &[c_char; 41]) -> String {
     // SAFETY: libzmq wrote a NUL-terminated 40-character string into the
     // 41-byte buffer, which we zeroed beforehand so a terminator always exists.
-    unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Generates a new CURVE key pair with libzmq (backed by libsodium).
@@ -33,7 +37,10 @@ pub fn curve_keypair() -> Result<CurveKeyPair> {
     let mut secret = [0 as c_char; 41];
     // SAFETY: both buffers are 41 bytes, the size zmq_curve_keypair writes.
     check(unsafe { ffi::zmq_curve_keypair(public.as_mut_ptr(), secret.as_mut_ptr()) })?;
-    Ok(CurveKeyPair { public: z85_string(&public), secret: z85_string(&secret) })
+    Ok(CurveKeyPair {
+        public: z85_string(&public),
+        secret: z85_string(&secret),
+    })
 }
 
 /// Derives the Z85 public key from a Z85 secret key.

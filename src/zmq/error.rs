@@ -18,7 +18,9 @@ impl Error {
     /// The error libzmq reported for the last call on this thread.
     pub(crate) fn last() -> Self {
         // SAFETY: zmq_errno has no preconditions; it reads thread-local errno.
-        Error { errno: unsafe { ffi::zmq_errno() } }
+        Error {
+            errno: unsafe { ffi::zmq_errno() },
+        }
     }
 
     /// An error for an argument the binding refuses before calling libzmq.

@@ -62,7 +62,13 @@ impl Message {
         // the last reference to the frame goes away, which rebuilds and drops
         // the Box. The hint carries the length as an integer, not a pointer.
         let rc = unsafe {
-            ffi::zmq_msg_init_data(&mut raw, ptr.cast(), len, Some(free_boxed), len as *mut c_void)
+            ffi::zmq_msg_init_data(
+                &mut raw,
+                ptr.cast(),
+                len,
+                Some(free_boxed),
+                len as *mut c_void,
+            )
         };
         if rc != 0 {
             // SAFETY: libzmq did not take ownership, so we still own the Box.

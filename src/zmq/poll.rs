@@ -29,7 +29,12 @@ impl<'a> PollItem<'a> {
 
     fn socket(socket: &'a Socket, events: i16) -> Self {
         PollItem {
-            raw: ffi::zmq_pollitem_t { socket: socket.as_ptr(), fd: 0, events, revents: 0 },
+            raw: ffi::zmq_pollitem_t {
+                socket: socket.as_ptr(),
+                fd: 0,
+                events,
+                revents: 0,
+            },
             _socket: PhantomData,
         }
     }

@@ -110,7 +110,10 @@ impl Socket {
         if ptr.is_null() {
             return Err(Error::last());
         }
-        Ok(Socket { ptr, _ctx: ctx.inner.clone() })
+        Ok(Socket {
+            ptr,
+            _ctx: ctx.inner.clone(),
+        })
     }
 
     /// The raw pointer, for building poll items.
@@ -157,10 +160,8 @@ impl Socket {
     fn set_bytes(&self, option: c_int, value: &[u8]) -> Result<()> {
         // SAFETY: live socket; the pointer and length describe `value`, which
         // libzmq copies before returning.
-        check(unsafe {
-            ffi::zmq_setsockopt(self.ptr, option, value.as_ptr().cast(), value.len())
-        })
-        .map(|_| ())
+        check(unsafe { ffi::zmq_setsockopt(self.ptr, option, value.as_ptr().cast(), value.len()) })
+            .map(|_| ())
     }
 
     fn set_int(&self, option: c_int, value: c_int) -> Result<()> {
@@ -173,7 +174,12 @@ impl Socket {
         // SAFETY: live socket; `value` is writable for `len` bytes and `len` is
         // a valid in/out length.
         check(unsafe {
-            ffi::zmq_getsockopt(self.ptr, option, (&mut value as *mut c_int).cast(), &mut len)
+            ffi::zmq_getsockopt(
+                self.ptr,
+                option,
+                (&mut value as *mut c_int).cast(),
+                &mut len,
+            )
         })?;
         Ok(value)
     }
@@ -328,7 +334,11 @@ impl Socket {
     /// Sends one frame, handing the message over to libzmq without a copy.
     ///
     /// On failure the message is returned with the error so it can be retried.
-    pub fn send_msg(&self, mut msg: Message, flags: SendFlags) -> std::result::Result<(), (Error, Message)> {
+    pub fn send_msg(
+        &self,
+        mut msg: Message,
+        flags: SendFlags,
+    ) -> std::result::Result<(), (Error, Message)> {
         loop {
             // SAFETY: live socket and an initialised message; on success libzmq
             // takes the content and leaves `msg` empty (closing it is then a no-op).
@@ -361,7 +371,11 @@ impl Socket {
     /// At most `max_frames` frames are kept; the rest of the message is read and
     /// discarded so a message with absurdly many frames can never wedge the
     /// caller. Returns the kept frames and the total number of frames.
-    pub fn recv_multipart(&self, dontwait: bool, max_frames: usize) -> Result<(Vec<Message>, usize)> {
+    pub fn recv_multipart(
+        &self,
+        dontwait: bool,
+        max_frames: usize,
+    ) -> Result<(Vec<Message>, usize)> {
         let mut frames = Vec::with_capacity(max_frames.min(4));
         let mut total = 0usize;
         let mut msg = Message::new();
@@ -370,7 +384,7 @@ impl Socket {
             total += 1;
             let more = msg.more();
             if frames.len() < max_frames {
-                frames.push(std::mem::replace(&mut msg, Message::new()));
+                frames.push(std::mem::take(&mut msg));
             }
             if !more {
                 return Ok((frames, total));

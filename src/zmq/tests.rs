@@ -35,7 +35,10 @@ fn dealer_router_round_trip_with_wildcard_port() {
 
     router.send(b"alpha", SendFlags::MORE).unwrap();
     let big = vec![7u8; 100_000];
-    router.send_msg(Message::from_vec(big.clone()), SendFlags::NONE).map_err(|(e, _)| e).unwrap();
+    router
+        .send_msg(Message::from_vec(big.clone()), SendFlags::NONE)
+        .map_err(|(e, _)| e)
+        .unwrap();
     let (frames, _) = dealer.recv_multipart(false, 4).unwrap();
     assert_eq!(frames[0].as_bytes(), &big[..]);
 }
@@ -64,7 +67,9 @@ fn router_mandatory_reports_unknown_routing_id() {
     let router = ctx.socket(SocketType::Router).unwrap();
     router.set_router_mandatory(true).unwrap();
     router.bind("inproc://zmq-test-mandatory").unwrap();
-    let err = router.send(b"nobody", SendFlags::MORE | SendFlags::DONTWAIT).unwrap_err();
+    let err = router
+        .send(b"nobody", SendFlags::MORE | SendFlags::DONTWAIT)
+        .unwrap_err();
     assert!(err.is_host_unreachable(), "{err}");
 }
 
@@ -90,14 +95,22 @@ fn curve_handshake_carries_user_id_without_zap() {
     let ctx = Context::new().unwrap();
     let router = ctx.socket(SocketType::Router).unwrap();
     router.set_curve_server(true).unwrap();
-    router.set_curve_secretkey(&key(&server_keys.secret)).unwrap();
+    router
+        .set_curve_secretkey(&key(&server_keys.secret))
+        .unwrap();
     router.bind("tcp://127.0.0.1:*").unwrap();
     let endpoint = router.last_endpoint().unwrap();
 
     let dealer = ctx.socket(SocketType::Dealer).unwrap();
-    dealer.set_curve_serverkey(&key(&server_keys.public)).unwrap();
-    dealer.set_curve_publickey(&key(&client_keys.public)).unwrap();
-    dealer.set_curve_secretkey(&key(&client_keys.secret)).unwrap();
+    dealer
+        .set_curve_serverkey(&key(&server_keys.public))
+        .unwrap();
+    dealer
+        .set_curve_publickey(&key(&client_keys.public))
+        .unwrap();
+    dealer
+        .set_curve_secretkey(&key(&client_keys.secret))
+        .unwrap();
     dealer.connect(&endpoint).unwrap();
     dealer.send(b"secret", SendFlags::NONE).unwrap();
 

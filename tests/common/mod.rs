@@ -39,14 +39,19 @@ pub fn node(name: &str) -> Node {
 pub fn join(a: &Node, b: &Node) {
     a.connect(b.name(), b.endpoint().unwrap()).unwrap();
     a.wait_for_peer(b.name(), PATIENCE).unwrap();
-    wait_until(PATIENCE, || b.active_connections().iter().any(|p| p == a.name()));
+    wait_until(PATIENCE, || {
+        b.active_connections().iter().any(|p| p == a.name())
+    });
 }
 
 /// Polls `cond` until it holds; panics with a clear message at the deadline.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
-        assert!(Instant::now() < deadline, "condition not reached within {timeout:?}");
+        assert!(
+            Instant::now() < deadline,
+            "condition not reached within {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }

@@ -63,7 +63,8 @@ fn the_same_request_id_goes_to_every_target_and_replies_match_on_peer_and_id() {
     });
     let d_inc = sim.mesh("d").incarnation();
     let now = sim.now;
-    sim.mesh("a").handle_inbound(Origin::Router, &[b"d", &forged.encode(d_inc)], 2, now);
+    sim.mesh("a")
+        .handle_inbound(Origin::Router, &[b"d", &forged.encode(d_inc)], 2, now);
     sim.settle();
     assert!(sim.results("a", 1).is_empty());
     assert_eq!(sim.mesh("a").stats().late_replies, 1);
@@ -99,7 +100,12 @@ fn many_calls_expire_at_their_own_deadlines_all_at_once() {
     sim.settle();
     let expired = sim.node("a").resolved.len();
     assert_eq!(expired, 500);
-    assert!(sim.node("a").resolved.iter().all(|(c, _, o)| c % 100 < 50 && *o == Err(CallError::Timeout)));
+    assert!(
+        sim.node("a")
+            .resolved
+            .iter()
+            .all(|(c, _, o)| c % 100 < 50 && *o == Err(CallError::Timeout))
+    );
     assert_eq!(sim.mesh("a").poll_timeout(), Some(now + ms(51)));
     sim.mesh("a").handle_timeout(now + ms(100));
     sim.settle();
@@ -121,7 +127,10 @@ fn a_full_handler_queue_answers_overloaded_and_drops_casts() {
         sim.call("a", &["b"], i, ms(1000));
     }
     sim.settle();
-    assert_eq!(sim.results("a", 2), [(0, Err(CallError::Overloaded(Side::Remote)))]);
+    assert_eq!(
+        sim.results("a", 2),
+        [(0, Err(CallError::Overloaded(Side::Remote)))]
+    );
     let now = sim.now;
     assert_eq!(sim.mesh("a").handle_cast(&[name("b")], "log", b"", now), 1);
     sim.settle();
@@ -143,7 +152,10 @@ fn the_pending_call_table_is_bounded() {
         sim.call("a", &["b"], i, ms(1000));
     }
     sim.settle();
-    assert_eq!(sim.results("a", 3), [(0, Err(CallError::Overloaded(Side::Local)))]);
+    assert_eq!(
+        sim.results("a", 3),
+        [(0, Err(CallError::Overloaded(Side::Local)))]
+    );
 }
 
 #[test]
@@ -185,7 +197,11 @@ fn a_failed_send_fails_its_call_entry_at_once() {
             None => panic!("no REQUEST transmitted"),
         }
     };
-    sim.mesh("a").handle_send_failed(&t.peer, t.link, t.request_id, SendFailure::QueueFull, now);
+    sim.mesh("a")
+        .handle_send_failed(&t.peer, t.link, t.request_id, SendFailure::QueueFull, now);
     sim.settle();
-    assert_eq!(sim.results("a", 1), [(0, Err(CallError::Overloaded(Side::Local)))]);
+    assert_eq!(
+        sim.results("a", 1),
+        [(0, Err(CallError::Overloaded(Side::Local)))]
+    );
 }

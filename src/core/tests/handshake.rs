@@ -16,8 +16,14 @@ fn join_creates_one_session_seen_from_both_sides() {
     assert_eq!(sim.joined("b"), ["a"]);
     let a_inc = sim.mesh("a").incarnation();
     let b_inc = sim.mesh("b").incarnation();
-    assert_eq!(sim.mesh("a").peer_info("b").unwrap().incarnation, Some(b_inc));
-    assert_eq!(sim.mesh("b").peer_info("a").unwrap().incarnation, Some(a_inc));
+    assert_eq!(
+        sim.mesh("a").peer_info("b").unwrap().incarnation,
+        Some(b_inc)
+    );
+    assert_eq!(
+        sim.mesh("b").peer_info("a").unwrap().incarnation,
+        Some(a_inc)
+    );
     let info = sim.mesh("a").peer_info("b").unwrap();
     assert!(info.outbound_up && !info.inbound_up);
     assert!(sim.mesh("b").peer_info("a").unwrap().inbound_up);
@@ -35,14 +41,27 @@ fn join_is_retransmitted_within_an_attempt_then_the_attempt_fails() {
     // join_retry is 500 ms and join_timeout 2 s: JOINs at 0, 0.5, 1.0, 1.5.
     sim.advance(ms(1999));
     assert_eq!(sim.count_sent("a", "JOIN"), 4);
-    assert_eq!(sim.mesh("a").peer_info("b").unwrap().state, PeerState::Joining);
+    assert_eq!(
+        sim.mesh("a").peer_info("b").unwrap().state,
+        PeerState::Joining
+    );
     sim.advance(ms(1));
-    assert_eq!(sim.mesh("a").peer_info("b").unwrap().state, PeerState::Backoff);
-    assert!(!sim.node("a").links.contains_key("b"), "DEALER closed while backing off");
+    assert_eq!(
+        sim.mesh("a").peer_info("b").unwrap().state,
+        PeerState::Backoff
+    );
+    assert!(
+        !sim.node("a").links.contains_key("b"),
+        "DEALER closed while backing off"
+    );
     let failed: Vec<_> = sim.node("a").events.clone();
     assert_eq!(
         failed,
-        [PeerEvent::ConnectFailed { peer: name("b"), attempt: 1, retry_in: ms(100) }]
+        [PeerEvent::ConnectFailed {
+            peer: name("b"),
+            attempt: 1,
+            retry_in: ms(100)
+        }]
     );
     // The next attempt starts 100 ms later with a fresh DEALER.
     sim.advance(ms(99));
@@ -78,7 +97,10 @@ fn mutual_connect_converges_at_once_without_part() {
     assert_eq!(sim.joined("a"), ["b"], "exactly one Joined per side");
     assert_eq!(sim.joined("b"), ["a"]);
     let info = sim.mesh("a").peer_info("b").unwrap();
-    assert!(info.outbound_up && info.inbound_up, "both links carry the one session");
+    assert!(
+        info.outbound_up && info.inbound_up,
+        "both links carry the one session"
+    );
     // A minute of heartbeats later: still one session, no PART, no loss.
     sim.advance(ms(60_000));
     assert_eq!(sim.count_sent("a", "PART") + sim.count_sent("b", "PART"), 0);
@@ -107,7 +129,10 @@ fn wrong_network_is_rejected_with_an_event_on_both_sides_and_retried() {
     assert_eq!(info.state, PeerState::Backoff);
     assert_eq!(info.last_rejection.unwrap().code, RejectCode::WrongNetwork);
     assert_eq!(sim.mesh("b").stats().joins_refused, 1);
-    assert!(sim.mesh("b").peer_info("a").is_none(), "a refused joiner leaves no state behind");
+    assert!(
+        sim.mesh("b").peer_info("a").is_none(),
+        "a refused joiner leaves no state behind"
+    );
     // Retried after backoff: a second refusal.
     sim.advance(ms(100));
     assert_eq!(sim.mesh("b").stats().joins_refused, 2);
@@ -128,7 +153,8 @@ fn joining_a_node_with_its_own_name_is_refused() {
     })
     .encode(77);
     let now = sim.now;
-    sim.mesh("a").handle_inbound(Origin::Router, &[b"a", &join], 2, now);
+    sim.mesh("a")
+        .handle_inbound(Origin::Router, &[b"a", &join], 2, now);
     sim.settle();
     assert_eq!(sim.count_sent("a", "REJECT"), 1);
     assert!(sim.mesh("a").peer_info("a").is_none());
@@ -163,20 +189,34 @@ fn restart_of_the_dialled_peer_is_lost_then_joined_and_fails_pending_calls() {
     let old = sim.mesh("a").peer_info("b").unwrap().incarnation.unwrap();
     sim.call("a", &["b"], 1, ms(10_000));
     sim.settle();
-    assert!(sim.results("a", 1).is_empty(), "the handler has not answered");
+    assert!(
+        sim.results("a", 1).is_empty(),
+        "the handler has not answered"
+    );
 
     sim.restart("b");
     // a's next heartbeat reaches the new b, which does not know a.
     sim.advance(ms(1000));
     let new = sim.mesh("a").peer_info("b").unwrap().incarnation.unwrap();
     assert_ne!(old, new);
-    let events: Vec<String> = sim.node("a").events.iter().map(|e| format!("{e:?}")).collect();
-    let lost_at = events.iter().position(|e| e.contains("Lost") && e.contains("Restarted")).unwrap();
+    let events: Vec<String> = sim
+        .node("a")
+        .events
+        .iter()
+        .map(|e| format!("{e:?}"))
+        .collect();
+    let lost_at = events
+        .iter()
+        .position(|e| e.contains("Lost") && e.contains("Restarted"))
+        .unwrap();
     let joined_again = events.iter().rposition(|e| e.contains("Joined")).unwrap();
     assert!(lost_at < joined_again, "lost before joined: {events:?}");
     assert_eq!(
         sim.results("a", 1),
-        [(0, Err(crate::error::CallError::PeerLost(LostReason::Restarted)))],
+        [(
+            0,
+            Err(crate::error::CallError::PeerLost(LostReason::Restarted))
+        )],
         "the pending call failed when the restart was seen, not at its deadline"
     );
     assert!(sim.elapsed() < ms(10_000));
@@ -193,14 +233,20 @@ fn restart_of_a_dialling_peer_is_lost_then_joined() {
     sim.connect("b", "a");
     sim.settle();
     let events = &sim.node("a").events;
-    assert!(matches!(
-        &events[..],
-        [
-            PeerEvent::Joined { .. },
-            PeerEvent::Lost { reason: LostReason::Restarted, .. },
-            PeerEvent::Joined { .. }
-        ]
-    ), "{events:?}");
+    assert!(
+        matches!(
+            &events[..],
+            [
+                PeerEvent::Joined { .. },
+                PeerEvent::Lost {
+                    reason: LostReason::Restarted,
+                    ..
+                },
+                PeerEvent::Joined { .. }
+            ]
+        ),
+        "{events:?}"
+    );
     assert!(sim.active("a", "b") && sim.active("b", "a"));
 }
 
@@ -228,7 +274,8 @@ fn an_older_incarnation_that_comes_back_is_refused_as_name_taken() {
     })
     .encode(old_join);
     let now = sim.now;
-    sim.mesh("a").handle_inbound(Origin::Router, &[b"b", &join], 2, now);
+    sim.mesh("a")
+        .handle_inbound(Origin::Router, &[b"b", &join], 2, now);
     sim.settle();
     assert!(sim.node("a").events.iter().any(|e| matches!(
         e, PeerEvent::Refused { rejection, .. } if rejection.code == RejectCode::NameTaken
@@ -250,7 +297,10 @@ fn disconnect_sends_part_and_the_peer_backs_off_then_rejoins() {
     assert_eq!(sim.lost("b"), [("a".to_string(), LostReason::Disconnected)]);
     assert_eq!(sim.lost("a"), [("b".to_string(), LostReason::Parted)]);
     assert!(sim.mesh("b").peer_info("a").is_none(), "b forgot a");
-    assert_eq!(sim.mesh("a").peer_info("b").unwrap().state, PeerState::Backoff);
+    assert_eq!(
+        sim.mesh("a").peer_info("b").unwrap().state,
+        PeerState::Backoff
+    );
     // a still dials b, and b accepts it again.
     sim.advance(ms(100));
     assert!(sim.active("a", "b"));
@@ -273,12 +323,19 @@ fn close_parts_from_every_peer_and_fails_every_call_with_closed() {
     assert_eq!(sim.count_sent("a", "PART"), 2);
     let results = sim.results("a", 9);
     assert_eq!(results.len(), 2);
-    assert!(results.iter().all(|(_, o)| *o == Err(crate::error::CallError::Closed)));
+    assert!(
+        results
+            .iter()
+            .all(|(_, o)| *o == Err(crate::error::CallError::Closed))
+    );
     assert!(sim.node("a").links.is_empty());
     assert_eq!(sim.lost("b"), [("a".to_string(), LostReason::Parted)]);
     assert_eq!(sim.lost("c"), [("a".to_string(), LostReason::Parted)]);
     // Calls after close fail at once.
     sim.call("a", &["b"], 10, ms(5000));
     sim.settle();
-    assert_eq!(sim.results("a", 10), [(0, Err(crate::error::CallError::Closed))]);
+    assert_eq!(
+        sim.results("a", 10),
+        [(0, Err(crate::error::CallError::Closed))]
+    );
 }

@@ -20,9 +20,12 @@ fn wrong_frame_counts_are_dropped_and_counted() {
     let mut sim = joined();
     let now = sim.now;
     let ping = Message::Ping { nonce: 1 }.encode(sim.mesh("b").incarnation());
-    sim.mesh("a").handle_inbound(Origin::Router, &[b"b", &ping, b"extra"], 3, now);
-    sim.mesh("a").handle_inbound(Origin::Router, &[b"b"], 1, now);
-    sim.mesh("a").handle_inbound(Origin::Router, &[b"b", &ping, b"x", b"y"], 1_000_000, now);
+    sim.mesh("a")
+        .handle_inbound(Origin::Router, &[b"b", &ping, b"extra"], 3, now);
+    sim.mesh("a")
+        .handle_inbound(Origin::Router, &[b"b"], 1, now);
+    sim.mesh("a")
+        .handle_inbound(Origin::Router, &[b"b", &ping, b"x", b"y"], 1_000_000, now);
     let stats = sim.mesh("a").stats();
     assert_eq!(stats.wrong_frame_count, 3);
     assert_eq!(sim.mesh("a").peer_info("b").unwrap().stats.malformed, 3);
@@ -36,14 +39,33 @@ fn garbage_oversized_and_unknown_senders_are_counted() {
     sim.mesh("a").cfg.limits.max_message_size = 64;
     let now = sim.now;
     let b_inc = sim.mesh("b").incarnation();
-    sim.mesh("a").handle_inbound(Origin::Router, &[b"b", b"\x01\x07garbage"], 2, now);
-    sim.mesh("a").handle_inbound(Origin::Router, &[b"b", &[1u8; 65]], 2, now);
-    let req = Message::Request(Request { request_id: 1, timeout_ms: 10, method: "m", args: b"" });
-    sim.mesh("a").handle_inbound(Origin::Router, &[b"stranger", &req.encode(5)], 2, now);
-    sim.mesh("a").handle_inbound(Origin::Router, &[b"b", &req.encode(b_inc ^ 1)], 2, now);
-    sim.mesh("a").handle_inbound(Origin::Router, &[&[0u8, 1, 2], &req.encode(5)], 2, now);
+    sim.mesh("a")
+        .handle_inbound(Origin::Router, &[b"b", b"\x01\x07garbage"], 2, now);
+    sim.mesh("a")
+        .handle_inbound(Origin::Router, &[b"b", &[1u8; 65]], 2, now);
+    let req = Message::Request(Request {
+        request_id: 1,
+        timeout_ms: 10,
+        method: "m",
+        args: b"",
+    });
+    sim.mesh("a")
+        .handle_inbound(Origin::Router, &[b"stranger", &req.encode(5)], 2, now);
+    sim.mesh("a")
+        .handle_inbound(Origin::Router, &[b"b", &req.encode(b_inc ^ 1)], 2, now);
+    sim.mesh("a")
+        .handle_inbound(Origin::Router, &[&[0u8, 1, 2], &req.encode(5)], 2, now);
     let s = sim.mesh("a").stats();
-    assert_eq!((s.malformed, s.oversized, s.unknown_sender, s.stale_incarnation, s.bad_routing_id), (1, 1, 1, 1, 1));
+    assert_eq!(
+        (
+            s.malformed,
+            s.oversized,
+            s.unknown_sender,
+            s.stale_incarnation,
+            s.bad_routing_id
+        ),
+        (1, 1, 1, 1, 1)
+    );
     sim.settle();
     assert!(sim.node("a").jobs.is_empty(), "nothing reached a handler");
     // Strangers are told to join (rate-limited), nothing else.
@@ -54,8 +76,14 @@ fn garbage_oversized_and_unknown_senders_are_counted() {
 fn a_message_using_the_nodes_own_name_is_dropped() {
     let mut sim = joined();
     let now = sim.now;
-    let req = Message::Request(Request { request_id: 1, timeout_ms: 10, method: "m", args: b"" });
-    sim.mesh("a").handle_inbound(Origin::Router, &[b"a", &req.encode(5)], 2, now);
+    let req = Message::Request(Request {
+        request_id: 1,
+        timeout_ms: 10,
+        method: "m",
+        args: b"",
+    });
+    sim.mesh("a")
+        .handle_inbound(Origin::Router, &[b"a", &req.encode(5)], 2, now);
     assert_eq!(sim.mesh("a").stats().bad_routing_id, 1);
     sim.settle();
     assert!(sim.node("a").jobs.is_empty());
@@ -67,7 +95,8 @@ fn not_joined_replies_are_rate_limited() {
     let now = sim.now;
     let ping = Message::Ping { nonce: 1 }.encode(42);
     for _ in 0..1000 {
-        sim.mesh("a").handle_inbound(Origin::Router, &[b"stranger", &ping], 2, now);
+        sim.mesh("a")
+            .handle_inbound(Origin::Router, &[b"stranger", &ping], 2, now);
     }
     sim.settle();
     assert_eq!(sim.count_sent("a", "REJECT"), 200);

@@ -37,7 +37,11 @@ fn a_silent_peer_is_lost_exactly_at_the_lost_timeout() {
     sim.advance(ms(1));
     assert_eq!(sim.lost("a"), [("b".to_string(), LostReason::Timeout)]);
     assert_eq!(sim.elapsed(), died + ms(4700));
-    assert_eq!(sim.mesh("a").peer_info("b").unwrap().state, PeerState::Joining, "rejoins at once");
+    assert_eq!(
+        sim.mesh("a").peer_info("b").unwrap().state,
+        PeerState::Joining,
+        "rejoins at once"
+    );
 }
 
 #[test]
@@ -50,7 +54,10 @@ fn a_served_peer_that_goes_silent_is_forgotten_and_may_come_back() {
     sim.partition("a", "b");
     sim.advance(ms(6000));
     assert_eq!(sim.lost("a"), [("b".to_string(), LostReason::Timeout)]);
-    assert!(sim.mesh("a").peer_info("b").is_none(), "a does not dial b: forgotten");
+    assert!(
+        sim.mesh("a").peer_info("b").is_none(),
+        "a does not dial b: forgotten"
+    );
     assert_eq!(sim.lost("b"), [("a".to_string(), LostReason::Timeout)]);
     sim.heal();
     // b keeps dialling a with backoff and gets back in.
@@ -69,7 +76,10 @@ fn a_peer_that_forgot_us_makes_us_rejoin_through_not_joined() {
     sim.block("a", "b");
     sim.advance(ms(5000));
     assert_eq!(sim.lost("b"), [("a".to_string(), LostReason::Timeout)]);
-    assert!(sim.lost("a").is_empty(), "a still hears b's heartbeats... until b forgets a");
+    assert!(
+        sim.lost("a").is_empty(),
+        "a still hears b's heartbeats... until b forgets a"
+    );
     sim.heal();
     sim.advance(ms(1000));
     assert_eq!(sim.lost("a"), [("b".to_string(), LostReason::Reset)]);
@@ -87,7 +97,10 @@ fn pending_calls_fail_at_once_when_the_peer_is_lost() {
     sim.settle();
     sim.node("b").up = false;
     sim.advance(ms(5000));
-    assert_eq!(sim.results("a", 1), [(0, Err(CallError::PeerLost(LostReason::Timeout)))]);
+    assert_eq!(
+        sim.results("a", 1),
+        [(0, Err(CallError::PeerLost(LostReason::Timeout)))]
+    );
 }
 
 #[test]
@@ -107,11 +120,18 @@ fn backoff_doubles_from_the_initial_delay_up_to_the_cap_and_never_stops() {
             _ => None,
         })
         .collect();
-    let expected_start: Vec<std::time::Duration> =
-        [100, 200, 400, 800, 1600, 3200, 6400, 12_800, 25_600, 30_000, 30_000].map(ms).to_vec();
+    let expected_start: Vec<std::time::Duration> = [
+        100, 200, 400, 800, 1600, 3200, 6400, 12_800, 25_600, 30_000, 30_000,
+    ]
+    .map(ms)
+    .to_vec();
     assert_eq!(delays[..expected_start.len()], expected_start[..]);
     assert!(delays.iter().all(|d| *d <= ms(30_000)));
-    assert!(delays.len() > 100, "still retrying after an hour: {} attempts", delays.len());
+    assert!(
+        delays.len() > 100,
+        "still retrying after an hour: {} attempts",
+        delays.len()
+    );
     // And when b appears, the next attempt gets in.
     sim.node("b").up = true;
     sim.advance(ms(32_000));
@@ -120,18 +140,28 @@ fn backoff_doubles_from_the_initial_delay_up_to_the_cap_and_never_stops() {
 
 #[test]
 fn backoff_jitter_stays_within_its_band() {
-    let timers = Timers { backoff_jitter: 0.5, ..Timers::default() };
+    let timers = Timers {
+        backoff_jitter: 0.5,
+        ..Timers::default()
+    };
     let mut rng = crate::core::rng::Rng::new(7);
     for failures in 1..200 {
         let nominal = (ms(100) * 2u32.pow(failures.min(20) - 1)).min(ms(30_000));
         let d = crate::core::backoff::delay(&timers, failures, &mut rng);
-        assert!(d <= nominal && d > nominal / 2, "attempt {failures}: {d:?} vs {nominal:?}");
+        assert!(
+            d <= nominal && d > nominal / 2,
+            "attempt {failures}: {d:?} vs {nominal:?}"
+        );
     }
     let mut seen = std::collections::HashSet::new();
     for _ in 0..50 {
         seen.insert(crate::core::backoff::delay(&timers, 3, &mut rng));
     }
-    assert!(seen.len() > 40, "jitter spreads retries: {} distinct delays", seen.len());
+    assert!(
+        seen.len() > 40,
+        "jitter spreads retries: {} distinct delays",
+        seen.len()
+    );
 }
 
 #[test]
@@ -153,11 +183,19 @@ fn poll_timeout_tracks_the_earliest_timer() {
     let mut sim = Sim::new();
     sim.add("a");
     sim.add("b");
-    assert_eq!(sim.mesh("a").poll_timeout(), None, "no peers, no calls: nothing to wake for");
+    assert_eq!(
+        sim.mesh("a").poll_timeout(),
+        None,
+        "no peers, no calls: nothing to wake for"
+    );
     sim.connect("a", "b");
     sim.settle();
     let t0 = sim.now;
-    assert_eq!(sim.mesh("a").poll_timeout(), Some(t0 + ms(1000)), "first heartbeat");
+    assert_eq!(
+        sim.mesh("a").poll_timeout(),
+        Some(t0 + ms(1000)),
+        "first heartbeat"
+    );
     sim.call("a", &["b"], 1, ms(300));
     sim.node("b").auto_reply = false;
     // The call was answered during settle? No: settle has not run yet.

@@ -42,7 +42,10 @@ pub fn ms(n: u64) -> Duration {
 }
 
 pub fn timers() -> Timers {
-    Timers { backoff_jitter: 0.0, ..Timers::default() }
+    Timers {
+        backoff_jitter: 0.0,
+        ..Timers::default()
+    }
 }
 
 pub fn config(node: &str, network: &str, incarnation: u64, timers: Timers) -> MeshConfig {
@@ -76,7 +79,13 @@ fn kind(frame: &[u8]) -> String {
 impl Sim {
     pub fn new() -> Self {
         let t0 = Instant::now();
-        Sim { t0, now: t0, nodes: BTreeMap::new(), blocked: HashSet::new(), seed: 1 }
+        Sim {
+            t0,
+            now: t0,
+            nodes: BTreeMap::new(),
+            blocked: HashSet::new(),
+            seed: 1,
+        }
     }
 
     pub fn add(&mut self, node: &str) -> &mut SimNode {
@@ -119,7 +128,8 @@ impl Sim {
 
     pub fn connect(&mut self, from: &str, to: &str) {
         let now = self.now;
-        self.mesh(from).handle_connect(name(to), to.to_string(), now);
+        self.mesh(from)
+            .handle_connect(name(to), to.to_string(), now);
     }
 
     pub fn block(&mut self, from: &str, to: &str) {
@@ -163,13 +173,17 @@ impl Sim {
                         }
                         Action::Event(e) => node.events.push(e),
                         Action::Dispatch(job) => node.jobs.push_back(job),
-                        Action::Resolve { completion, index, outcome } => {
-                            node.resolved.push((completion, index, outcome))
-                        }
+                        Action::Resolve {
+                            completion,
+                            index,
+                            outcome,
+                        } => node.resolved.push((completion, index, outcome)),
                     }
                 }
                 while node.auto_reply {
-                    let Some(job) = node.jobs.pop_front() else { break };
+                    let Some(job) = node.jobs.pop_front() else {
+                        break;
+                    };
                     progress = true;
                     let outcome = match job.request_id {
                         Some(_) => JobOutcome::Reply(ReplyStatus::Ok, job.args.clone()),
@@ -204,8 +218,11 @@ impl Sim {
                 if self.blocked.contains(&(from.to_string(), endpoint.clone())) {
                     return;
                 }
-                let Some(dst) = self.nodes.get_mut(&endpoint).filter(|n| n.up) else { return };
-                dst.mesh.handle_inbound(Origin::Router, &[from.as_bytes(), &t.frame], 2, now);
+                let Some(dst) = self.nodes.get_mut(&endpoint).filter(|n| n.up) else {
+                    return;
+                };
+                dst.mesh
+                    .handle_inbound(Origin::Router, &[from.as_bytes(), &t.frame], 2, now);
             }
             Link::Inbound => {
                 // Our ROUTER reaches the DEALER that t.peer opened to us.
@@ -213,14 +230,21 @@ impl Sim {
                 if self.blocked.contains(&(from.to_string(), to.clone())) {
                     return;
                 }
-                let Some(dst) = self.nodes.get_mut(&to).filter(|n| n.up) else { return };
+                let Some(dst) = self.nodes.get_mut(&to).filter(|n| n.up) else {
+                    return;
+                };
                 // Whichever DEALER of the destination is connected to us,
                 // whatever name the destination believes we have.
-                let Some(key) = dst.links.iter().find(|(_, e)| e.as_str() == from).map(|(k, _)| k.clone())
+                let Some(key) = dst
+                    .links
+                    .iter()
+                    .find(|(_, e)| e.as_str() == from)
+                    .map(|(k, _)| k.clone())
                 else {
                     return;
                 };
-                dst.mesh.handle_inbound(Origin::Outbound(&key), &[&t.frame], 1, now);
+                dst.mesh
+                    .handle_inbound(Origin::Outbound(&key), &[&t.frame], 1, now);
             }
         }
     }
@@ -253,11 +277,18 @@ impl Sim {
     }
 
     pub fn active(&mut self, node: &str, peer: &str) -> bool {
-        self.nodes[node].mesh.peer_info(peer).is_some_and(|p| p.state == PeerState::Active)
+        self.nodes[node]
+            .mesh
+            .peer_info(peer)
+            .is_some_and(|p| p.state == PeerState::Active)
     }
 
     pub fn count_sent(&self, node: &str, kind: &str) -> usize {
-        self.nodes[node].sent.iter().filter(|(_, _, k)| k == kind).count()
+        self.nodes[node]
+            .sent
+            .iter()
+            .filter(|(_, _, k)| k == kind)
+            .count()
     }
 
     pub fn joined(&self, node: &str) -> Vec<String> {
@@ -285,7 +316,8 @@ impl Sim {
     pub fn call(&mut self, from: &str, to: &[&str], call: Call, timeout: Duration) {
         let now = self.now;
         let targets: Vec<NodeName> = to.iter().map(|t| name(t)).collect();
-        self.mesh(from).handle_call(&targets, "echo", b"\x01", now + timeout, call, now);
+        self.mesh(from)
+            .handle_call(&targets, "echo", b"\x01", now + timeout, call, now);
     }
 
     pub fn results(&self, node: &str, call: Call) -> Vec<(usize, Outcome)> {
