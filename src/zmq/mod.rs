@@ -1,6 +1,7 @@
 //! A small safe binding over libzmq 4.3.5: everything the node needs, nothing more.
 //!
-//! This module is the only place in the crate with `unsafe` code. It offers a
+//! This module is the only place in the crate with `unsafe` code (the crate
+//! denies `unsafe_code` everywhere else). It offers a
 //! [`Context`], [`Socket`]s with typed options, [`Message`] frames with their
 //! metadata (the authenticated `User-Id` of CURVE), [`poll`] over sockets and
 //! plain file descriptors, and CURVE key generation with Z85 text encoding.
@@ -8,6 +9,8 @@
 //! Threading follows libzmq: a [`Context`] is shared freely between threads;
 //! a [`Socket`] may be moved to another thread but never used from two at once
 //! (it is `Send`, not `Sync`).
+
+#![allow(unsafe_code)]
 
 mod context;
 mod curve;
