@@ -1,22 +1,26 @@
 //! Call latency and throughput against raw libzmq, measured in one run.
 //!
 //! Every figure Bilateral is judged by is a ratio to raw libzmq measured in
-//! the same process, on the same machine, through the project's own binding,
-//! so the drift between runs (5–25 % on small machines) cancels out.
+//! the same process, on the same machine, through the project's own binding.
+//! Raw and Bilateral are measured alternately in chunks, so both see the same
+//! background load (on a small shared virtual machine it changes by tens of
+//! percent within seconds).
 //!
 //! ```text
 //! cargo bench --bench rpc                 # full run (about a minute)
 //! cargo bench --bench rpc -- --quick      # a smoke run
+//! BILATERAL_SPIN_US=0 cargo bench --bench rpc   # reactor spin off (default 50)
 //! ```
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bilateral::To;
-use bilateral::zmq::{Context, Message, SendFlags, SocketType};
+use bilateral::zmq::{Context, Message, SendFlags, Socket, SocketType};
+use bilateral::{Node, To};
 
 const PAYLOAD: usize = 64;
 const PIPELINE: usize = 128;
+const CHUNKS: usize = 10;
 
 struct Settings {
     latency_round_trips: usize,
@@ -28,35 +32,56 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let s = if quick {
         Settings {
-            latency_round_trips: 2_000,
-            throughput_messages: 20_000,
-            fanout_rounds: 200,
+            latency_round_trips: 4_000,
+            throughput_messages: 40_000,
+            fanout_rounds: 400,
         }
     } else {
         Settings {
-            latency_round_trips: 20_000,
-            throughput_messages: 200_000,
-            fanout_rounds: 2_000,
+            latency_round_trips: 40_000,
+            throughput_messages: 400_000,
+            fanout_rounds: 4_000,
         }
     };
     println!(
-        "bilateral rpc benchmark: {PAYLOAD}-byte payload, TCP loopback, {} cores",
-        cores()
+        "bilateral rpc benchmark: {PAYLOAD}-byte payload, TCP loopback, {} cores, reactor spin {:?}",
+        cores(),
+        spin()
     );
+    println!("raw and bilateral measured alternately in {CHUNKS} chunks each");
     println!();
 
-    let raw = raw_echo_latency(s.latency_round_trips);
-    let call = call_latency(s.latency_round_trips);
+    let raw = RawEcho::start();
+    let (client, _server) = pair();
+
+    let per_chunk = s.latency_round_trips / CHUNKS;
+    let (mut raw_samples, mut call_samples) = (Vec::new(), Vec::new());
+    raw.latency(per_chunk / 10, &mut Vec::new());
+    call_latency(&client, per_chunk / 10, &mut Vec::new());
+    for _ in 0..CHUNKS {
+        raw.latency(per_chunk, &mut raw_samples);
+        call_latency(&client, per_chunk, &mut call_samples);
+    }
+    let (raw_l, call_l) = (summarize(raw_samples), summarize(call_samples));
     println!(
         "{:<44} {:>10} {:>10} {:>10}",
         "round trip", "p50", "p99", "p50 ratio"
     );
-    print_latency("raw libzmq DEALER->ROUTER echo", &raw, &raw);
-    print_latency("bilateral call_one", &call, &raw);
+    print_latency("raw libzmq DEALER->ROUTER echo", &raw_l, &raw_l);
+    print_latency("bilateral call_one", &call_l, &raw_l);
     println!();
 
-    let raw_tp = raw_pipelined(s.throughput_messages);
-    let call_tp = call_pipelined(s.throughput_messages);
+    let per_chunk = s.throughput_messages / CHUNKS;
+    let (mut raw_time, mut call_time) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..CHUNKS {
+        raw_time += raw.pipelined(per_chunk);
+        call_time += call_pipelined(&client, per_chunk);
+    }
+    let total = (per_chunk * CHUNKS) as f64;
+    let (raw_tp, call_tp) = (
+        total / raw_time.as_secs_f64(),
+        total / call_time.as_secs_f64(),
+    );
     println!(
         "{:<44} {:>12} {:>10}",
         format!("pipelined, {PIPELINE} outstanding"),
@@ -71,6 +96,8 @@ fn main() {
         call_tp / raw_tp
     );
     println!();
+    drop(raw);
+    drop(client);
 
     let (one, sixteen) = fanout(s.fanout_rounds);
     println!("{:<44} {:>10} {:>10}", "multicast call", "p50", "ratio");
@@ -89,6 +116,14 @@ fn main() {
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn spin() -> Duration {
+    let us = std::env::var("BILATERAL_SPIN_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    Duration::from_micros(us)
 }
 
 struct Latency {
@@ -123,84 +158,91 @@ fn print_latency(what: &str, l: &Latency, base: &Latency) {
     );
 }
 
-/// A ROUTER that echoes every message back until it gets an empty payload.
-fn raw_echo_server(ctx: &Context) -> (String, std::thread::JoinHandle<()>) {
-    let router = ctx.socket(SocketType::Router).unwrap();
-    router.set_sndhwm(0).unwrap();
-    router.set_rcvhwm(0).unwrap();
-    router.bind("tcp://127.0.0.1:*").unwrap();
-    let endpoint = router.last_endpoint().unwrap();
-    let server = std::thread::spawn(move || {
-        loop {
-            let (frames, _) = router.recv_multipart(false, 4).unwrap();
-            let [id, body] = &frames[..] else { continue };
-            if body.is_empty() {
-                return;
+/// A ROUTER echo server on its own thread, and a DEALER client.
+struct RawEcho {
+    dealer: Socket,
+    server: Option<std::thread::JoinHandle<()>>,
+    _ctx: Context,
+}
+
+impl RawEcho {
+    fn start() -> Self {
+        let ctx = Context::new().unwrap();
+        let router = ctx.socket(SocketType::Router).unwrap();
+        router.set_sndhwm(0).unwrap();
+        router.set_rcvhwm(0).unwrap();
+        router.bind("tcp://127.0.0.1:*").unwrap();
+        let endpoint = router.last_endpoint().unwrap();
+        let server = std::thread::spawn(move || {
+            loop {
+                let (frames, _) = router.recv_multipart(false, 4).unwrap();
+                let [id, body] = &frames[..] else { continue };
+                if body.is_empty() {
+                    return;
+                }
+                router.send(id.as_bytes(), SendFlags::MORE).unwrap();
+                router.send(body.as_bytes(), SendFlags::NONE).unwrap();
             }
-            router.send(id.as_bytes(), SendFlags::MORE).unwrap();
-            router.send(body.as_bytes(), SendFlags::NONE).unwrap();
+        });
+        let dealer = ctx.socket(SocketType::Dealer).unwrap();
+        dealer.set_sndhwm(0).unwrap();
+        dealer.set_rcvhwm(0).unwrap();
+        dealer.connect(&endpoint).unwrap();
+        RawEcho {
+            dealer,
+            server: Some(server),
+            _ctx: ctx,
         }
-    });
-    (endpoint, server)
-}
+    }
 
-fn raw_client(ctx: &Context, endpoint: &str) -> bilateral::zmq::Socket {
-    let dealer = ctx.socket(SocketType::Dealer).unwrap();
-    dealer.set_sndhwm(0).unwrap();
-    dealer.set_rcvhwm(0).unwrap();
-    dealer.connect(endpoint).unwrap();
-    dealer
-}
-
-fn raw_echo_latency(n: usize) -> Latency {
-    let ctx = Context::new().unwrap();
-    let (endpoint, server) = raw_echo_server(&ctx);
-    let dealer = raw_client(&ctx, &endpoint);
-    let payload = [7u8; PAYLOAD];
-    let mut reply = Message::new();
-    let mut samples = Vec::with_capacity(n);
-    for i in 0..n + n / 10 {
-        let t = Instant::now();
-        dealer.send(&payload, SendFlags::NONE).unwrap();
-        dealer.recv(&mut reply, false).unwrap();
-        if i >= n / 10 {
+    fn latency(&self, n: usize, samples: &mut Vec<Duration>) {
+        let payload = [7u8; PAYLOAD];
+        let mut reply = Message::new();
+        for _ in 0..n {
+            let t = Instant::now();
+            self.dealer.send(&payload, SendFlags::NONE).unwrap();
+            self.dealer.recv(&mut reply, false).unwrap();
             samples.push(t.elapsed());
         }
     }
-    dealer.send(&[], SendFlags::NONE).unwrap();
-    server.join().unwrap();
-    summarize(samples)
+
+    fn pipelined(&self, n: usize) -> Duration {
+        let payload = [7u8; PAYLOAD];
+        let mut reply = Message::new();
+        let started = Instant::now();
+        for _ in 0..PIPELINE.min(n) {
+            self.dealer.send(&payload, SendFlags::NONE).unwrap();
+        }
+        for i in 0..n {
+            self.dealer.recv(&mut reply, false).unwrap();
+            if i + PIPELINE < n {
+                self.dealer.send(&payload, SendFlags::NONE).unwrap();
+            }
+        }
+        started.elapsed()
+    }
 }
 
-fn raw_pipelined(n: usize) -> f64 {
-    let ctx = Context::new().unwrap();
-    let (endpoint, server) = raw_echo_server(&ctx);
-    let dealer = raw_client(&ctx, &endpoint);
-    let payload = [7u8; PAYLOAD];
-    let mut reply = Message::new();
-    for _ in 0..PIPELINE {
-        dealer.send(&payload, SendFlags::NONE).unwrap();
-    }
-    let started = Instant::now();
-    for i in 0..n {
-        dealer.recv(&mut reply, false).unwrap();
-        if i + PIPELINE < n {
-            dealer.send(&payload, SendFlags::NONE).unwrap();
+impl Drop for RawEcho {
+    fn drop(&mut self) {
+        let _ = self.dealer.send(&[], SendFlags::NONE);
+        if let Some(server) = self.server.take() {
+            let _ = server.join();
         }
     }
-    let rate = n as f64 / started.elapsed().as_secs_f64();
-    dealer.send(&[], SendFlags::NONE).unwrap();
-    server.join().unwrap();
-    rate
 }
 
-fn pair() -> (bilateral::Node, bilateral::Node) {
-    let server = bilateral::Node::builder("server")
+fn pair() -> (Node, Node) {
+    let server = Node::builder("server")
         .listen("tcp://127.0.0.1:*")
+        .reactor_spin(spin())
         .start()
         .unwrap();
     server.register("echo", |_c, s: String| Ok(s)).unwrap();
-    let client = bilateral::Node::builder("client").start().unwrap();
+    let client = Node::builder("client")
+        .reactor_spin(spin())
+        .start()
+        .unwrap();
     client
         .connect("server", server.endpoint().unwrap())
         .unwrap();
@@ -214,33 +256,27 @@ fn payload() -> String {
     "x".repeat(PAYLOAD)
 }
 
-fn call_latency(n: usize) -> Latency {
-    let (client, _server) = pair();
+fn call_latency(client: &Node, n: usize, samples: &mut Vec<Duration>) {
     let arg = payload();
-    let mut samples = Vec::with_capacity(n);
-    for i in 0..n + n / 10 {
+    for _ in 0..n {
         let t = Instant::now();
         let r: String = client
             .call_one("server", "echo", &arg, Duration::from_secs(5))
             .unwrap();
-        if i >= n / 10 {
-            samples.push(t.elapsed());
-        }
-        debug_assert_eq!(r.len(), PAYLOAD);
+        samples.push(t.elapsed());
+        assert_eq!(r.len(), PAYLOAD);
     }
-    summarize(samples)
 }
 
-fn call_pipelined(n: usize) -> f64 {
-    let (client, _server) = pair();
+fn call_pipelined(client: &Node, n: usize) -> Duration {
     let arg = payload();
     let start = || {
         client
             .start_call::<_, String>("server", "echo", &arg, Duration::from_secs(30))
             .unwrap()
     };
-    let mut in_flight: VecDeque<_> = (0..PIPELINE).map(|_| start()).collect();
     let started = Instant::now();
+    let mut in_flight: VecDeque<_> = (0..PIPELINE.min(n)).map(|_| start()).collect();
     for i in 0..n {
         let call = in_flight.pop_front().unwrap();
         assert!(call.wait().all_ok());
@@ -248,16 +284,17 @@ fn call_pipelined(n: usize) -> f64 {
             in_flight.push_back(start());
         }
     }
-    n as f64 / started.elapsed().as_secs_f64()
+    started.elapsed()
 }
 
 fn fanout(rounds: usize) -> (Latency, Latency) {
-    let hub = bilateral::Node::builder("hub").start().unwrap();
+    let hub = Node::builder("hub").reactor_spin(spin()).start().unwrap();
     let peers: Vec<_> = (0..16)
         .map(|i| {
-            let p = bilateral::Node::builder(format!("p{i:02}"))
+            let p = Node::builder(format!("p{i:02}"))
                 .listen("tcp://127.0.0.1:*")
                 .workers(1)
+                .reactor_spin(spin())
                 .start()
                 .unwrap();
             p.register("echo", |_c, s: String| Ok(s)).unwrap();
@@ -270,21 +307,21 @@ fn fanout(rounds: usize) -> (Latency, Latency) {
             .unwrap();
     }
     let arg = payload();
-    let measure = |to: To| {
-        let mut samples = Vec::with_capacity(rounds);
-        for i in 0..rounds + rounds / 10 {
+    let measure = |to: To, n: usize, samples: &mut Vec<Duration>| {
+        for _ in 0..n {
             let t = Instant::now();
             let r = hub
                 .call::<_, String>(to.clone(), "echo", &arg, Duration::from_secs(5))
                 .unwrap();
             assert!(r.all_ok());
-            if i >= rounds / 10 {
-                samples.push(t.elapsed());
-            }
+            samples.push(t.elapsed());
         }
-        summarize(samples)
     };
-    let one = measure(To::peer("p00"));
-    let all = measure(To::All);
-    (one, all)
+    let per_chunk = rounds / CHUNKS;
+    let (mut one, mut all) = (Vec::new(), Vec::new());
+    for _ in 0..CHUNKS {
+        measure(To::peer("p00"), per_chunk, &mut one);
+        measure(To::All, per_chunk, &mut all);
+    }
+    (summarize(one), summarize(all))
 }

@@ -117,14 +117,14 @@ impl<C: Clone> Mesh<C> {
     ) {
         let low = join.min_version.max(MIN_PROTOCOL_VERSION);
         let high = join.max_version.min(MAX_PROTOCOL_VERSION);
-        let refusal = if low > high {
+        let refusal = if low > high || join.min_version > join.max_version {
             Some((
                 RejectCode::UnsupportedVersion,
                 format!(
                     "this node speaks versions {MIN_PROTOCOL_VERSION}..={MAX_PROTOCOL_VERSION}"
                 ),
             ))
-        } else if join.security != self.cfg.security {
+        } else if join.security != self.cfg.security.code() {
             Some((
                 RejectCode::SecurityMismatch,
                 format!("this node runs {:?}", self.cfg.security),
@@ -160,6 +160,7 @@ impl<C: Clone> Mesh<C> {
             return;
         }
 
+        self.check_heartbeat(&name, join.heartbeat_ms);
         let peer = self
             .peers
             .entry(name.clone())
@@ -193,6 +194,18 @@ impl<C: Clone> Mesh<C> {
         })
         .encode(self.cfg.incarnation);
         self.send_frame(&name, Link::Inbound, welcome, None);
+    }
+
+    /// Warns when a peer's heartbeat is too slow for this node's lost timeout:
+    /// the session would be lost and rejoined over and over.
+    fn check_heartbeat(&self, name: &NodeName, heartbeat_ms: u32) {
+        let theirs = Duration::from_millis(u64::from(heartbeat_ms));
+        if theirs * 2 > self.cfg.timers.lost_timeout {
+            log::warn!(
+                "peer {name} sends heartbeats every {theirs:?}, too slow for this node's lost timeout of {:?}",
+                self.cfg.timers.lost_timeout
+            );
+        }
     }
 
     /// Refuses a JOIN: REJECT to the sender, an event and a count here.
@@ -245,6 +258,7 @@ impl<C: Clone> Mesh<C> {
             self.stats.stale_incarnation += 1;
             return;
         }
+        self.check_heartbeat(name, w.heartbeat_ms);
         let Some(peer) = self.peers.get_mut(name) else {
             return;
         };
@@ -439,7 +453,7 @@ impl<C: Clone> Mesh<C> {
         let join = Message::Join(Join {
             min_version: MIN_PROTOCOL_VERSION,
             max_version: MAX_PROTOCOL_VERSION,
-            security: self.cfg.security,
+            security: self.cfg.security.code(),
             heartbeat_ms: millis(self.cfg.timers.heartbeat_interval),
             network: &self.cfg.network,
             name: self.cfg.name.as_str(),

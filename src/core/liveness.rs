@@ -154,12 +154,9 @@ impl<C: Clone> Mesh<C> {
                 self.push_resolved(vec![r]);
             }
         }
-        if failure == super::SendFailure::Unreachable && link == Link::Inbound {
-            // The ROUTER no longer has the peer's connection; the peer's DEALER
-            // reconnects by itself and its next message restores the link.
-            if let Some(p) = self.peers.get_mut(peer) {
-                p.inbound = None;
-            }
-        }
+        // A vanished ROUTER connection is not a dead link yet: the peer's
+        // DEALER reconnects by itself, and if it does not, the link's silence
+        // timer ends the session like any other.
+        let _ = link;
     }
 }

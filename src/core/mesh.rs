@@ -25,7 +25,8 @@ pub enum Action<C> {
         /// Where it listens.
         endpoint: String,
     },
-    /// Close the DEALER to `peer`, dropping whatever it still queues.
+    /// Close the DEALER to `peer`. Frames it still queues get the socket's
+    /// linger (200 ms by default) to leave, then are dropped.
     CloseLink {
         /// The peer.
         peer: NodeName,

@@ -7,6 +7,7 @@ mod directory;
 mod events;
 mod handlers;
 mod reactor;
+mod spin;
 mod waker;
 mod workers;
 

@@ -17,6 +17,7 @@ use parking_lot::RwLock;
 
 use super::directory::Directory;
 use super::events::EventHub;
+use super::spin::SpinPermit;
 use super::waker::{WakeReceiver, Waker};
 use crate::core::{
     Action, Job, JobDone, JobOutcome, Link, Mesh, NodeStats, Origin, Outcome, PeerInfo,
@@ -114,6 +115,8 @@ pub(crate) struct SocketOptions {
     /// counted by the core instead.
     pub hard_max_frame: i64,
     pub linger: Duration,
+    /// How long the reactor keeps polling without blocking after work.
+    pub spin: Duration,
 }
 
 /// Frames read from one socket per turn, so no socket can starve the others.
@@ -143,12 +146,29 @@ pub(crate) struct Reactor {
 impl Reactor {
     pub(crate) fn run(mut self) {
         log::debug!("reactor of {} started", self.mesh.name());
+        // Until this instant the reactor polls without blocking: work that
+        // follows other work closely (a handler's reply, a caller's next
+        // call) is picked up without the cost of a kernel wake-up.
+        let mut spin_until = Instant::now();
+        let mut permit: Option<SpinPermit> = None;
         loop {
             self.publish_directory();
-            let timeout = self
-                .mesh
-                .poll_timeout()
-                .map(|t| t.saturating_duration_since(Instant::now()));
+            let now = Instant::now();
+            if now >= spin_until {
+                permit = None;
+            }
+            let timeout = if permit.is_some() {
+                Some(Duration::ZERO)
+            } else {
+                self.wake_rx.before_sleep(&self.waker);
+                if self.has_queued_work() {
+                    Some(Duration::ZERO)
+                } else {
+                    self.mesh
+                        .poll_timeout()
+                        .map(|t| t.saturating_duration_since(now))
+                }
+            };
             let (router_ready, ready_dealers) = match self.wait(timeout) {
                 Ok(ready) => ready,
                 Err(e) => {
@@ -166,12 +186,33 @@ impl Reactor {
             for peer in ready_dealers {
                 self.read_dealer(&peer);
             }
-            self.drain_done();
-            self.drain_commands();
+            let mut expecting = self.drain_done();
+            expecting |= self.drain_commands();
             self.mesh.handle_timeout(Instant::now());
-            self.execute();
+            expecting |= self.execute();
+            // Spin only when more work is due within microseconds: a handler
+            // is running here, or a caller was just served (and typically
+            // calls again at once). Anything else waits in the kernel.
+            expecting |= self.mesh.queued_handlers() > 0;
+            let now = Instant::now();
+            if expecting && !self.options.spin.is_zero() {
+                spin_until = now + self.options.spin;
+                if permit.is_none() {
+                    permit = SpinPermit::try_acquire();
+                }
+            } else if permit.is_some() {
+                // Let the threads we wait for run on this core.
+                std::thread::yield_now();
+            }
         }
+        drop(permit);
         self.shutdown();
+    }
+
+    fn has_queued_work(&self) -> bool {
+        !self.commands.is_empty()
+            || !self.done.is_empty()
+            || self.close_requested.load(Ordering::Acquire)
     }
 
     /// Polls every socket and the waker; returns what is readable.
@@ -232,17 +273,26 @@ impl Reactor {
         }
     }
 
-    fn drain_done(&mut self) {
+    /// Hands finished jobs to the mesh; returns whether there were any.
+    fn drain_done(&mut self) -> bool {
+        let mut any = false;
         while let Ok(done) = self.done.try_recv() {
             self.mesh.handle_job_done(done, Instant::now());
+            any = true;
         }
+        any
     }
 
-    fn drain_commands(&mut self) {
+    /// Carries out queued commands; returns whether there were any.
+    fn drain_commands(&mut self) -> bool {
+        let mut any = false;
         loop {
             match self.commands.try_recv() {
-                Ok(command) => self.command(command),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+                Ok(command) => {
+                    self.command(command);
+                    any = true;
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return any,
             }
         }
     }
@@ -314,10 +364,14 @@ impl Reactor {
         result
     }
 
-    fn execute(&mut self) {
+    /// Carries out the mesh's actions; returns whether a caller was handed a result.
+    fn execute(&mut self) -> bool {
+        let mut resolved = false;
         while let Some(action) = self.mesh.poll_action() {
+            resolved |= matches!(action, Action::Resolve { .. });
             self.act(action);
         }
+        resolved
     }
 
     fn act(&mut self, action: Action<CallSink>) {

@@ -59,15 +59,9 @@ impl WakeReceiver {
         self.rx.as_raw_fd()
     }
 
-    /// Consumes pending wake-ups. The reactor must drain its channels *after*
-    /// this, so work pushed while it runs triggers a fresh wake-up.
-    ///
-    /// Bytes are read *before* the flag is cleared. The other order loses
-    /// wake-ups: a `wake` between the clear and the read sets the flag and
-    /// its byte is then consumed here, leaving the flag set with no byte
-    /// pending, so every later `wake` skips its write and the reactor sleeps
-    /// on work it never sees. In this order, whenever the flag is set after
-    /// the clear, the byte of the `wake` that set it is still to come.
+    /// Consumes the bytes of pending wake-ups, leaving the flag set: while
+    /// the reactor is awake, threads that push work need not write (it will
+    /// look at its channels before it sleeps again).
     pub(crate) fn drain(&self, waker: &Waker) {
         let mut buf = [0u8; 64];
         loop {
@@ -77,6 +71,14 @@ impl WakeReceiver {
                 _ => break,
             }
         }
+        waker.pending.store(true, Ordering::Release);
+    }
+
+    /// The reactor is about to block: from now on a `wake` must write. The
+    /// reactor must look at its channels *after* this and block only if they
+    /// are empty: work pushed before the clear was pushed by a thread that
+    /// saw the flag set and did not write.
+    pub(crate) fn before_sleep(&self, waker: &Waker) {
         waker.clear();
     }
 }
@@ -108,16 +110,19 @@ mod tests {
                 .collect();
             for _ in 0..20 {
                 rx.drain(&waker);
+                rx.before_sleep(&waker);
             }
             for t in threads {
                 t.join().unwrap();
             }
-            // One final wake after all the racing must be seen.
+            // The reactor is about to sleep: one more wake must be seen.
+            rx.before_sleep(&waker);
             waker.wake();
             let mut items = [PollItem::fd_readable(rx.fd())];
             let ready = poll(&mut items, Some(Duration::from_secs(5))).unwrap();
             assert_eq!(ready, 1, "a wake-up was lost");
             rx.drain(&waker);
+            rx.before_sleep(&waker);
         }
     }
 }

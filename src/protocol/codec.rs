@@ -38,8 +38,7 @@ pub enum DecodeError {
     /// A text field is not UTF-8.
     #[error("text field is not UTF-8")]
     NotUtf8,
-    /// A field holds a value the protocol forbids (an empty method name, an
-    /// unknown security mechanism, a version range upside down).
+    /// A field holds a value the protocol forbids (an empty method name).
     #[error("invalid field value")]
     InvalidField,
 }
@@ -55,16 +54,15 @@ pub fn decode(frame: &[u8]) -> Result<Envelope<'_>, DecodeError> {
     let incarnation = r.u64()?;
     let message = match kind {
         JOIN => {
+            // Versions and security are checked by the listener, which
+            // answers a JOIN it cannot accept instead of dropping it.
             let min_version = r.u8()?;
             let max_version = r.u8()?;
-            let security = Security::from_code(r.u8()?).ok_or(DecodeError::InvalidField)?;
+            let security = r.u8()?;
             let heartbeat_ms = r.u32()?;
             let network = r.str8()?;
             let name = r.str8()?;
             let target = r.str8()?;
-            if min_version > max_version {
-                return Err(DecodeError::InvalidField);
-            }
             Message::Join(Join {
                 min_version,
                 max_version,
@@ -212,7 +210,7 @@ impl Message<'_> {
         out.extend_from_slice(&incarnation.to_be_bytes());
         match self {
             Message::Join(j) => {
-                out.extend_from_slice(&[j.min_version, j.max_version, j.security.code()]);
+                out.extend_from_slice(&[j.min_version, j.max_version, j.security]);
                 out.extend_from_slice(&j.heartbeat_ms.to_be_bytes());
                 put_str8(out, j.network);
                 put_str8(out, j.name);

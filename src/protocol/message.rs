@@ -48,14 +48,16 @@ pub enum Security {
 }
 
 impl Security {
-    pub(crate) fn code(self) -> u8 {
+    /// The mechanism's code on the wire.
+    pub fn code(self) -> u8 {
         match self {
             Security::Null => 0,
             Security::Curve => 1,
         }
     }
 
-    pub(crate) fn from_code(code: u8) -> Option<Self> {
+    /// The mechanism for a wire code, if known.
+    pub fn from_code(code: u8) -> Option<Self> {
         match code {
             0 => Some(Security::Null),
             1 => Some(Security::Curve),
@@ -71,8 +73,10 @@ pub struct Join<'a> {
     pub min_version: u8,
     /// Highest protocol version the sender speaks.
     pub max_version: u8,
-    /// The sender's security mechanism.
-    pub security: Security,
+    /// The sender's security mechanism, as its wire code (see [`Security`]);
+    /// kept raw so a node can refuse a mechanism it does not know instead of
+    /// dropping the JOIN.
+    pub security: u8,
     /// The sender's heartbeat interval in milliseconds.
     pub heartbeat_ms: u32,
     /// The network the sender belongs to; must equal the listener's.

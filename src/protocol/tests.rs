@@ -9,7 +9,7 @@ fn samples() -> Vec<Message<'static>> {
         Message::Join(Join {
             min_version: 1,
             max_version: 3,
-            security: Security::Curve,
+            security: Security::Curve.code(),
             heartbeat_ms: 1000,
             network: "prod",
             name: "alpha",
@@ -115,23 +115,21 @@ fn header_errors_are_typed() {
 }
 
 #[test]
-fn join_with_inverted_versions_or_unknown_security_is_invalid() {
-    let join = |min, max| {
-        Message::Join(Join {
-            min_version: min,
-            max_version: max,
-            security: Security::Null,
-            heartbeat_ms: 1,
-            network: "",
-            name: "a",
-            target: "b",
-        })
-        .encode(1)
+fn join_keeps_odd_versions_and_unknown_security_for_the_listener_to_refuse() {
+    let frame = Message::Join(Join {
+        min_version: 3,
+        max_version: 2,
+        security: 9,
+        heartbeat_ms: 1,
+        network: "",
+        name: "a",
+        target: "b",
+    })
+    .encode(1);
+    let Message::Join(j) = decode(&frame).unwrap().message else {
+        panic!()
     };
-    assert_eq!(decode(&join(3, 2)), Err(DecodeError::InvalidField));
-    let mut frame = join(1, 1);
-    frame[12] = 9; // security byte
-    assert_eq!(decode(&frame), Err(DecodeError::InvalidField));
+    assert_eq!((j.min_version, j.max_version, j.security), (3, 2, 9));
 }
 
 #[test]
@@ -186,4 +184,81 @@ proptest! {
             prop_assert_eq!(decode(&again).unwrap(), env);
         }
     }
+}
+
+/// The worked example of PROTOCOL.md §11, byte for byte.
+#[test]
+fn the_worked_example_in_protocol_md_is_exact() {
+    let hex = |s: &str| -> Vec<u8> {
+        s.split_whitespace()
+            .map(|b| u8::from_str_radix(b, 16).unwrap())
+            .collect()
+    };
+    let join = Message::Join(Join {
+        min_version: 1,
+        max_version: 1,
+        security: 0,
+        heartbeat_ms: 1000,
+        network: "test",
+        name: "a",
+        target: "b",
+    });
+    assert_eq!(
+        join.encode(1),
+        hex("01 01 00 00 00 00 00 00 00 01 01 01 00 00 00 03 e8 04 74 65 73 74 01 61 01 62")
+    );
+    let welcome = Message::Welcome(Welcome {
+        version: 1,
+        heartbeat_ms: 1000,
+        joiner_incarnation: 1,
+        name: "b",
+    });
+    assert_eq!(
+        welcome.encode(2),
+        hex("01 02 00 00 00 00 00 00 00 02 01 00 00 03 e8 00 00 00 00 00 00 00 01 01 62")
+    );
+    let reject = Message::Reject(Reject {
+        code: RejectCode::WrongNetwork,
+        your_incarnation: 1,
+        min_version: 1,
+        max_version: 1,
+        detail: "network names differ",
+    })
+    .encode(2);
+    assert_eq!(reject.len(), 43);
+    assert_eq!(
+        &reject[..24],
+        &hex("01 03 00 00 00 00 00 00 00 02 01 00 00 00 00 00 00 00 01 01 01 00 14 6e")[..]
+    );
+
+    #[derive(serde::Serialize)]
+    struct Args {
+        a: i64,
+        b: i64,
+    }
+    #[derive(serde::Serialize)]
+    struct Out {
+        s: i64,
+        d: i64,
+    }
+    let args = rmp_serde::to_vec_named(&Args { a: 100, b: 250 }).unwrap();
+    assert_eq!(args, hex("82 a1 61 64 a1 62 cc fa"));
+    let request = Message::Request(Request {
+        request_id: 7,
+        timeout_ms: 5000,
+        method: "Arith.SumDiff",
+        args: &args,
+    });
+    let expected = "01 07 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 07 00 00 13 88 \
+                    0d 41 72 69 74 68 2e 53 75 6d 44 69 66 66 82 a1 61 64 a1 62 cc fa";
+    assert_eq!(request.encode(1), hex(expected));
+    let payload = rmp_serde::to_vec_named(&Out { s: 350, d: -150 }).unwrap();
+    let reply = Message::Reply(Reply {
+        request_id: 7,
+        status: ReplyStatus::Ok,
+        payload: &payload,
+    });
+    let expected = "01 08 00 00 00 00 00 00 00 02 00 00 00 00 00 00 00 07 00 \
+                    82 a1 73 cd 01 5e a1 64 d1 ff 6a";
+    assert_eq!(reply.encode(2), hex(expected));
 }

@@ -145,7 +145,7 @@ fn joining_a_node_with_its_own_name_is_refused() {
     let join = Message::Join(crate::protocol::Join {
         min_version: 1,
         max_version: 1,
-        security: crate::protocol::Security::Null,
+        security: 0,
         heartbeat_ms: 1000,
         network: "net",
         name: "a",
@@ -266,7 +266,7 @@ fn an_older_incarnation_that_comes_back_is_refused_as_name_taken() {
     let join = Message::Join(crate::protocol::Join {
         min_version: 1,
         max_version: 1,
-        security: crate::protocol::Security::Null,
+        security: 0,
         heartbeat_ms: 1000,
         network: "net",
         name: "b",
@@ -338,4 +338,62 @@ fn close_parts_from_every_peer_and_fails_every_call_with_closed() {
         sim.results("a", 10),
         [(0, Err(crate::error::CallError::Closed))]
     );
+}
+
+fn raw_join(min: u8, max: u8, security: u8) -> Vec<u8> {
+    Message::Join(crate::protocol::Join {
+        min_version: min,
+        max_version: max,
+        security,
+        heartbeat_ms: 1000,
+        network: "net",
+        name: "x",
+        target: "a",
+    })
+    .encode(5)
+}
+
+#[test]
+fn joins_a_node_cannot_accept_are_answered_not_dropped() {
+    let mut sim = Sim::new();
+    sim.add("a");
+    let now = sim.now;
+    for (frame, code) in [
+        (raw_join(1, 1, 7), RejectCode::SecurityMismatch),
+        (raw_join(1, 1, 1), RejectCode::SecurityMismatch),
+        (raw_join(2, 9, 0), RejectCode::UnsupportedVersion),
+        (raw_join(1, 0, 0), RejectCode::UnsupportedVersion),
+    ] {
+        sim.node("a").events.clear();
+        sim.mesh("a")
+            .handle_inbound(Origin::Router, &[b"x", &frame], 2, now);
+        sim.settle();
+        assert!(
+            matches!(&sim.node("a").events[..], [PeerEvent::Refused { rejection, .. }] if rejection.code == code),
+            "{:?}",
+            sim.node("a").events
+        );
+    }
+    assert_eq!(sim.count_sent("a", "REJECT"), 4);
+}
+
+#[test]
+fn a_session_whose_link_vanished_is_still_lost_by_silence() {
+    let mut sim = Sim::new();
+    sim.add("a");
+    sim.add("b");
+    sim.connect("b", "a");
+    sim.settle();
+    // a's ROUTER reports b's connection gone on a send, and b falls silent.
+    let now = sim.now;
+    sim.mesh("a").handle_send_failed(
+        &name("b"),
+        Link::Inbound,
+        None,
+        SendFailure::Unreachable,
+        now,
+    );
+    sim.node("b").up = false;
+    sim.advance(ms(5000));
+    assert_eq!(sim.lost("a"), [("b".to_string(), LostReason::Timeout)]);
 }
