@@ -53,6 +53,11 @@ fn main() {
 
     let raw = RawEcho::start();
     let (client, _server) = pair();
+    if std::env::args().any(|a| a == "--profile-pipelined") {
+        // For `perf record`: nothing but pipelined calls.
+        call_pipelined(&client, s.throughput_messages);
+        return;
+    }
 
     let per_chunk = s.latency_round_trips / CHUNKS;
     let (mut raw_samples, mut call_samples) = (Vec::new(), Vec::new());

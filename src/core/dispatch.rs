@@ -52,6 +52,8 @@ impl<C: Clone> Mesh<C> {
         });
         let frame = request.encode(self.cfg.incarnation);
         let mut waiting = Vec::with_capacity(targets.len());
+        let mut frame = Some(frame);
+        let last = targets.len().saturating_sub(1);
         for (index, target) in targets.iter().enumerate() {
             let route = match self.peers.get_mut(target) {
                 Some(peer) if peer.session.is_some() => match peer.preferred_link() {
@@ -66,7 +68,13 @@ impl<C: Clone> Mesh<C> {
             };
             match route {
                 Ok(link) => {
-                    self.send_frame(target, link, frame.clone(), Some(id));
+                    // The last target takes the frame itself; the others a copy.
+                    let bytes = if index == last {
+                        frame.take()
+                    } else {
+                        frame.clone()
+                    };
+                    self.send_frame(target, link, bytes.unwrap_or_default(), Some(id));
                     waiting.push((target.clone(), index));
                 }
                 Err(error) => refuse(self, index, error),

@@ -119,6 +119,10 @@ pub(crate) struct SocketOptions {
     pub spin: Duration,
 }
 
+/// Calls plus handler jobs in flight at or below which the reactor counts as
+/// lightly loaded, and may spin.
+const LIGHT_LOAD: usize = 2;
+
 /// Frames read from one socket per turn, so no socket can starve the others.
 const READ_BATCH: usize = 256;
 /// Frames of one message kept for the core (the rest are counted and dropped).
@@ -169,34 +173,41 @@ impl Reactor {
                         .map(|t| t.saturating_duration_since(now))
                 }
             };
-            let (router_ready, ready_dealers) = match self.wait(timeout) {
+            let (woken, router_ready, ready_dealers) = match self.wait(timeout) {
                 Ok(ready) => ready,
                 Err(e) => {
                     log::error!("reactor poll failed, closing node: {e}");
                     break;
                 }
             };
-            self.wake_rx.drain(&self.waker);
+            if woken {
+                self.wake_rx.drain(&self.waker);
+            } else {
+                self.wake_rx.stay_awake(&self.waker);
+            }
+            let now = Instant::now();
             if self.close_requested.load(Ordering::Acquire) {
                 break;
             }
             if router_ready {
-                self.read_router();
+                self.read_router(now);
             }
             for peer in ready_dealers {
-                self.read_dealer(&peer);
+                self.read_dealer(&peer, now);
             }
-            let mut expecting = self.drain_done();
-            expecting |= self.drain_commands();
-            self.mesh.handle_timeout(Instant::now());
-            expecting |= self.execute();
-            // Spin only when more work is due within microseconds: a handler
-            // is running here, or a caller was just served (and typically
-            // calls again at once). Anything else waits in the kernel.
-            expecting |= self.mesh.queued_handlers() > 0;
-            let now = Instant::now();
+            let mut active = self.drain_done(now);
+            active |= self.drain_commands(now);
+            self.mesh.handle_timeout(now);
+            active |= self.execute();
+            // Spin only under light load, when more work is due within
+            // microseconds: a handler is running here, or a caller was just
+            // served and typically calls again at once. Under load the next
+            // piece of work is already queued and spinning would only take
+            // the CPU from the threads producing it.
+            let in_flight = self.mesh.pending_calls() + self.mesh.queued_handlers();
+            let expecting = in_flight <= LIGHT_LOAD && (active || self.mesh.queued_handlers() > 0);
             if expecting && !self.options.spin.is_zero() {
-                spin_until = now + self.options.spin;
+                spin_until = Instant::now() + self.options.spin;
                 if permit.is_none() {
                     permit = SpinPermit::try_acquire();
                 }
@@ -215,8 +226,9 @@ impl Reactor {
             || self.close_requested.load(Ordering::Acquire)
     }
 
-    /// Polls every socket and the waker; returns what is readable.
-    fn wait(&self, timeout: Option<Duration>) -> crate::zmq::Result<(bool, Vec<NodeName>)> {
+    /// Polls every socket and the waker; returns whether the waker, the
+    /// ROUTER and which DEALERs are readable.
+    fn wait(&self, timeout: Option<Duration>) -> crate::zmq::Result<(bool, bool, Vec<NodeName>)> {
         let mut names = Vec::with_capacity(self.dealers.len());
         let mut items = Vec::with_capacity(self.dealers.len() + 2);
         items.push(PollItem::fd_readable(self.wake_rx.fd()));
@@ -226,23 +238,22 @@ impl Reactor {
             items.push(PollItem::readable(socket));
         }
         crate::zmq::poll(&mut items, timeout)?;
-        let router_ready = items[1].is_readable();
+        let (woken, router_ready) = (items[0].is_readable(), items[1].is_readable());
         let ready = names
             .into_iter()
             .zip(&items[2..])
             .filter(|(_, i)| i.is_readable())
             .map(|(n, _)| n)
             .collect();
-        Ok((router_ready, ready))
+        Ok((woken, router_ready, ready))
     }
 
-    fn read_router(&mut self) {
+    fn read_router(&mut self, now: Instant) {
         for _ in 0..READ_BATCH {
             match self.router.recv_multipart(true, MAX_FRAMES) {
                 Ok((frames, total)) => {
                     let parts: Vec<&[u8]> = frames.iter().map(Message::as_bytes).collect();
-                    self.mesh
-                        .handle_inbound(Origin::Router, &parts, total, Instant::now());
+                    self.mesh.handle_inbound(Origin::Router, &parts, total, now);
                 }
                 Err(e) if e.is_again() => return,
                 Err(e) => {
@@ -253,7 +264,7 @@ impl Reactor {
         }
     }
 
-    fn read_dealer(&mut self, peer: &NodeName) {
+    fn read_dealer(&mut self, peer: &NodeName, now: Instant) {
         for _ in 0..READ_BATCH {
             let Some(socket) = self.dealers.get(peer) else {
                 return;
@@ -262,7 +273,7 @@ impl Reactor {
                 Ok((frames, total)) => {
                     let parts: Vec<&[u8]> = frames.iter().map(Message::as_bytes).collect();
                     self.mesh
-                        .handle_inbound(Origin::Outbound(peer), &parts, total, Instant::now());
+                        .handle_inbound(Origin::Outbound(peer), &parts, total, now);
                 }
                 Err(e) if e.is_again() => return,
                 Err(e) => {
@@ -274,22 +285,22 @@ impl Reactor {
     }
 
     /// Hands finished jobs to the mesh; returns whether there were any.
-    fn drain_done(&mut self) -> bool {
+    fn drain_done(&mut self, now: Instant) -> bool {
         let mut any = false;
         while let Ok(done) = self.done.try_recv() {
-            self.mesh.handle_job_done(done, Instant::now());
+            self.mesh.handle_job_done(done, now);
             any = true;
         }
         any
     }
 
     /// Carries out queued commands; returns whether there were any.
-    fn drain_commands(&mut self) -> bool {
+    fn drain_commands(&mut self, now: Instant) -> bool {
         let mut any = false;
         loop {
             match self.commands.try_recv() {
                 Ok(command) => {
-                    self.command(command);
+                    self.command(command, now);
                     any = true;
                 }
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return any,
@@ -297,8 +308,7 @@ impl Reactor {
         }
     }
 
-    fn command(&mut self, command: Command) {
-        let now = Instant::now();
+    fn command(&mut self, command: Command, now: Instant) {
         match command {
             Command::Connect {
                 peer,

@@ -74,6 +74,12 @@ impl WakeReceiver {
         waker.pending.store(true, Ordering::Release);
     }
 
+    /// The reactor woke for another reason than the waker: it is awake, so
+    /// pushers need not write until it next prepares to sleep.
+    pub(crate) fn stay_awake(&self, waker: &Waker) {
+        waker.pending.store(true, Ordering::Release);
+    }
+
     /// The reactor is about to block: from now on a `wake` must write. The
     /// reactor must look at its channels *after* this and block only if they
     /// are empty: work pushed before the clear was pushed by a thread that

@@ -131,54 +131,60 @@ impl Worker {
     }
 
     fn execute(&self, job: Job) -> JobDone {
-        let outcome = self.outcome(&job);
-        JobDone {
-            peer: job.peer,
-            incarnation: job.incarnation,
-            link: job.link,
-            request_id: job.request_id,
-            outcome,
-        }
+        run(&self.registry, job)
     }
+}
 
-    fn outcome(&self, job: &Job) -> JobOutcome {
-        if job.deadline.is_some_and(|d| Instant::now() >= d) {
-            return JobOutcome::Expired;
+/// Runs one job's handler and says how it ended. Used by the workers, and by
+/// the reactor itself for handlers registered to run inline.
+pub(crate) fn run(registry: &Registry, job: Job) -> JobDone {
+    let outcome = outcome(registry, &job);
+    JobDone {
+        peer: job.peer,
+        incarnation: job.incarnation,
+        link: job.link,
+        request_id: job.request_id,
+        outcome,
+    }
+}
+
+fn outcome(registry: &Registry, job: &Job) -> JobOutcome {
+    if job.deadline.is_some_and(|d| Instant::now() >= d) {
+        return JobOutcome::Expired;
+    }
+    let reply = |status, payload: Vec<u8>| match job.request_id {
+        Some(_) => JobOutcome::Reply(status, payload),
+        None => JobOutcome::CastDone,
+    };
+    let Some(handler) = registry.get(&job.method) else {
+        log::debug!("{} called unknown method {:?}", job.peer, job.method);
+        return reply(ReplyStatus::UnknownMethod, job.method.clone().into_bytes());
+    };
+    let ctx = CallContext {
+        peer: job.peer.clone(),
+        incarnation: job.incarnation,
+        request_id: job.request_id,
+        method: job.method.clone(),
+        deadline: job.deadline,
+    };
+    match catch_unwind(AssertUnwindSafe(|| handler(&ctx, &job.args))) {
+        Ok(Ok(value)) => reply(ReplyStatus::Ok, value),
+        Ok(Err(Failure::BadArguments(e))) => {
+            log::debug!("{} sent bad arguments to {:?}: {e}", job.peer, job.method);
+            reply(ReplyStatus::BadArguments, e.into_bytes())
         }
-        let reply = |status, payload: Vec<u8>| match job.request_id {
-            Some(_) => JobOutcome::Reply(status, payload),
-            None => JobOutcome::CastDone,
-        };
-        let Some(handler) = self.registry.get(&job.method) else {
-            log::debug!("{} called unknown method {:?}", job.peer, job.method);
-            return reply(ReplyStatus::UnknownMethod, job.method.clone().into_bytes());
-        };
-        let ctx = CallContext {
-            peer: job.peer.clone(),
-            incarnation: job.incarnation,
-            request_id: job.request_id,
-            method: job.method.clone(),
-            deadline: job.deadline,
-        };
-        match catch_unwind(AssertUnwindSafe(|| handler(&ctx, &job.args))) {
-            Ok(Ok(value)) => reply(ReplyStatus::Ok, value),
-            Ok(Err(Failure::BadArguments(e))) => {
-                log::debug!("{} sent bad arguments to {:?}: {e}", job.peer, job.method);
-                reply(ReplyStatus::BadArguments, e.into_bytes())
-            }
-            Ok(Err(Failure::Handler(e))) => reply(ReplyStatus::HandlerError, e.into_bytes()),
-            Err(panic) => {
-                let text = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".to_string());
-                log::error!("handler {:?} panicked: {text}", job.method);
-                reply(
-                    ReplyStatus::HandlerError,
-                    format!("handler panicked: {text}").into_bytes(),
-                )
-            }
+        Ok(Err(Failure::Handler(e))) => reply(ReplyStatus::HandlerError, e.into_bytes()),
+        Err(panic) => {
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            log::error!("handler {:?} panicked: {text}", job.method);
+            reply(
+                ReplyStatus::HandlerError,
+                format!("handler panicked: {text}").into_bytes(),
+            )
         }
     }
 }
