@@ -302,7 +302,9 @@ fn a_full_handler_queue_is_reported_as_remote_overload() {
 fn a_pending_call_fails_at_once_when_the_peer_closes() {
     let a = node("a");
     let b = node("b");
-    b.register("hang", |_c, (): ()| {
+    let (started_tx, started_rx) = crossbeam_channel::bounded(1);
+    b.register("hang", move |_c, (): ()| {
+        let _ = started_tx.send(());
         std::thread::sleep(Duration::from_secs(2));
         Ok(())
     })
@@ -311,6 +313,8 @@ fn a_pending_call_fails_at_once_when_the_peer_closes() {
     let call = a
         .start_call::<_, ()>("b", "hang", &(), Duration::from_secs(60))
         .unwrap();
+    // The request is in b's handler: now b goes away.
+    started_rx.recv_timeout(PATIENCE).unwrap();
     b.close();
     let started = Instant::now();
     let r = call.wait();

@@ -11,7 +11,9 @@ use common::*;
 fn a_restarted_peer_is_reported_lost_then_joined_and_its_old_calls_fail_at_once() {
     let a = node("a");
     let b = node("b");
-    b.register("hang", |_c, (): ()| {
+    let (started_tx, started_rx) = crossbeam_channel::bounded(1);
+    b.register("hang", move |_c, (): ()| {
+        let _ = started_tx.send(());
         std::thread::sleep(Duration::from_secs(3));
         Ok(())
     })
@@ -23,6 +25,7 @@ fn a_restarted_peer_is_reported_lost_then_joined_and_its_old_calls_fail_at_once(
     let call = a
         .start_call::<_, ()>("b", "hang", &(), Duration::from_secs(60))
         .unwrap();
+    started_rx.recv_timeout(PATIENCE).unwrap();
 
     // A crash (no goodbye) and a restart on the same endpoint, well within
     // a's lost timeout: a learns of it from the new incarnation.

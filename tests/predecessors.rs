@@ -316,14 +316,18 @@ fn bug09_the_peer_table_is_safe_under_concurrent_use() {
     for t in threads {
         t.join().unwrap();
     }
-    // Settles to a consistent state once the churn stops.
+    // Settles to a consistent state once the churn stops. A call may still
+    // meet a connection that is being replaced (Unreachable) for a moment;
+    // within the deadline every spoke answers.
     for s in &spokes {
         s.connect("hub", hub.endpoint().unwrap()).unwrap();
+        s.wait_for_peer("hub", PATIENCE).unwrap();
     }
     wait_until(PATIENCE, || hub.connection_count() == 4);
-    let r = hub.call::<_, String>(To::All, "id", &(), PATIENCE).unwrap();
-    assert_eq!(r.len(), 4);
-    assert!(r.all_ok(), "{r:?}");
+    wait_until(PATIENCE, || {
+        let r = hub.call::<_, String>(To::All, "id", &(), PATIENCE).unwrap();
+        r.len() == 4 && r.all_ok()
+    });
 }
 
 #[test]

@@ -56,6 +56,7 @@ impl<C: Clone> Mesh<C> {
             .filter(|&l| p.link_up(l))
             .collect();
         let dialled = p.outbound.is_some();
+        let flush = p.session.is_some() && links.contains(&Link::Outbound);
         if p.session.is_some() {
             for link in links {
                 self.send(peer, link, &Message::Part(PartReason::Disconnect), None);
@@ -63,8 +64,7 @@ impl<C: Clone> Mesh<C> {
             self.end_session(peer, LostReason::Disconnected, now);
         }
         if dialled {
-            self.actions
-                .push_back(Action::CloseLink { peer: peer.clone() });
+            self.actions.push_back(Action::CloseLink { peer: peer.clone(), flush });
         }
         self.peers.remove(peer);
         self.generation += 1;
@@ -90,6 +90,7 @@ impl<C: Clone> Mesh<C> {
                 .filter(|&l| p.link_up(l))
                 .collect();
             let dialled = p.outbound.is_some();
+            let flush = p.session.is_some() && links.contains(&Link::Outbound);
             if p.session.is_some() {
                 for link in links {
                     self.send(name, link, &Message::Part(PartReason::Closing), None);
@@ -97,8 +98,7 @@ impl<C: Clone> Mesh<C> {
                 self.end_session(name, LostReason::Closed, now);
             }
             if dialled {
-                self.actions
-                    .push_back(Action::CloseLink { peer: name.clone() });
+                self.actions.push_back(Action::CloseLink { peer: name.clone(), flush });
             }
         }
         self.peers.clear();
@@ -473,8 +473,7 @@ impl<C: Clone> Mesh<C> {
         let delay = backoff::delay(&self.cfg.timers, out.failures, &mut self.rng);
         out.state = OutState::Waiting { until: now + delay };
         self.generation += 1;
-        self.actions
-            .push_back(Action::CloseLink { peer: name.clone() });
+        self.actions.push_back(Action::CloseLink { peer: name.clone(), flush: false });
         delay
     }
 }

@@ -25,11 +25,18 @@ pub enum Action<C> {
         /// Where it listens.
         endpoint: String,
     },
-    /// Close the DEALER to `peer`. Frames it still queues get the socket's
-    /// linger (200 ms by default) to leave, then are dropped.
+    /// Close the DEALER to `peer`.
+    ///
+    /// With `flush`, frames it still queues (a PART) get the socket's linger
+    /// (200 ms by default) to leave. Without, they are dropped at once: a
+    /// closed DEALER that had not yet connected must not connect later and,
+    /// presenting the same routing id, take the peer's ROUTER slot from the
+    /// DEALER that replaces it.
     CloseLink {
         /// The peer.
         peer: NodeName,
+        /// Whether queued frames are worth delivering.
+        flush: bool,
     },
     /// Publish an event to the application.
     Event(PeerEvent),

@@ -393,8 +393,12 @@ impl Reactor {
                     log::warn!("cannot open link to {peer} at {endpoint}: {e}");
                 }
             }
-            Action::CloseLink { peer } => {
-                self.dealers.remove(&peer);
+            Action::CloseLink { peer, flush } => {
+                if let Some(socket) = self.dealers.remove(&peer) {
+                    if !flush {
+                        let _ = socket.set_linger(Duration::ZERO);
+                    }
+                }
             }
             Action::Event(event) => {
                 // Whoever sees the event must see the directory it implies.
@@ -468,7 +472,11 @@ impl Reactor {
     }
 
     fn open_dealer(&mut self, peer: &NodeName, endpoint: &str) -> Result<(), Error> {
-        self.dealers.remove(peer);
+        if let Some(old) = self.dealers.remove(peer) {
+            // What the replaced DEALER still queues belongs to an attempt
+            // that is over (see `Action::CloseLink`).
+            let _ = old.set_linger(Duration::ZERO);
+        }
         let o = &self.options;
         let socket = self.ctx.socket(SocketType::Dealer)?;
         socket.set_routing_id(o.name.as_str().as_bytes())?;

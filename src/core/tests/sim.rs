@@ -168,7 +168,7 @@ impl Sim {
                         Action::OpenLink { peer, endpoint } => {
                             node.links.insert(peer, endpoint);
                         }
-                        Action::CloseLink { peer } => {
+                        Action::CloseLink { peer, .. } => {
                             node.links.remove(&peer);
                         }
                         Action::Event(e) => node.events.push(e),
