@@ -64,7 +64,10 @@ impl<C: Clone> Mesh<C> {
             self.end_session(peer, LostReason::Disconnected, now);
         }
         if dialled {
-            self.actions.push_back(Action::CloseLink { peer: peer.clone(), flush });
+            self.actions.push_back(Action::CloseLink {
+                peer: peer.clone(),
+                flush,
+            });
         }
         self.peers.remove(peer);
         self.generation += 1;
@@ -98,7 +101,10 @@ impl<C: Clone> Mesh<C> {
                 self.end_session(name, LostReason::Closed, now);
             }
             if dialled {
-                self.actions.push_back(Action::CloseLink { peer: name.clone(), flush });
+                self.actions.push_back(Action::CloseLink {
+                    peer: name.clone(),
+                    flush,
+                });
             }
         }
         self.peers.clear();
@@ -473,7 +479,10 @@ impl<C: Clone> Mesh<C> {
         let delay = backoff::delay(&self.cfg.timers, out.failures, &mut self.rng);
         out.state = OutState::Waiting { until: now + delay };
         self.generation += 1;
-        self.actions.push_back(Action::CloseLink { peer: name.clone(), flush: false });
+        self.actions.push_back(Action::CloseLink {
+            peer: name.clone(),
+            flush: false,
+        });
         delay
     }
 }
