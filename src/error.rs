@@ -55,6 +55,12 @@ pub enum Error {
     /// A wait ended at its deadline.
     #[error("timed out")]
     Timeout,
+    /// A CURVE key or key file is not usable.
+    #[error("key: {0}")]
+    Key(#[from] crate::security::KeyError),
+    /// The operation needs CURVE mode.
+    #[error("the node does not run CURVE")]
+    NotCurve,
     /// A bounded queue is full; try again later.
     #[error("overloaded: {0}")]
     Overloaded(&'static str),

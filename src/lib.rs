@@ -58,16 +58,19 @@ pub mod core;
 pub mod error;
 pub mod node;
 pub mod protocol;
+pub mod security;
 pub mod zmq;
 
 pub use crate::core::{
-    Limits, LostReason, NodeStats, PeerEvent, PeerInfo, PeerState, PeerStats, Rejection, Timers,
+    Access, Limits, LostReason, NodeStats, PeerEvent, PeerInfo, PeerState, PeerStats, Rejection,
+    Timers,
 };
 pub use crate::error::{CallError, Error, Side};
 pub use crate::node::{
     CallContext, Events, HandlerError, Node, NodeBuilder, PendingCall, Response, Responses, To,
 };
 pub use crate::protocol::{NodeName, RejectCode};
+pub use crate::security::{KeyError, Keypair, PublicKey};
 
 /// The README's code, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

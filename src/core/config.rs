@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
+use super::access::Access;
 use crate::protocol::{NodeName, Security};
+use crate::security::PublicKey;
 
 /// Every timer of the peer state machine.
 #[derive(Clone, Debug, PartialEq)]
@@ -78,6 +80,10 @@ pub struct MeshConfig {
     pub incarnation: u64,
     /// The security mechanism of every socket of the node.
     pub security: Security,
+    /// In CURVE mode, who may connect.
+    pub access: Access,
+    /// In CURVE mode, the initial allow-list.
+    pub allowed_keys: Vec<PublicKey>,
     /// Timers.
     pub timers: Timers,
     /// Limits.

@@ -41,7 +41,25 @@ pub enum PeerEvent {
         /// When the next attempt starts.
         retry_in: Duration,
     },
-    /// This node refused a JOIN from `from` (raw routing id, lossily decoded).
+    /// A CURVE key was refused at the handshake by this node's access
+    /// policy; nothing it sent reached the application.
+    Unauthorized {
+        /// The key, in Z85.
+        key: String,
+        /// The address the connection came from.
+        address: String,
+    },
+    /// A connection authenticated as `key` sent messages under the name of
+    /// another node (`claimed`); they were dropped. Reported at most once a
+    /// second.
+    IdentityMismatch {
+        /// The routing id the messages carried.
+        claimed: String,
+        /// The key the connection authenticated with.
+        key: String,
+    },
+    /// This node refused a JOIN from `from` (raw routing id, lossily decoded),
+    /// or a connection from address `from` failed its handshake.
     Refused {
         /// Who tried to join.
         from: String,
@@ -66,6 +84,8 @@ pub enum LostReason {
     Reset,
     /// This node is closing.
     Closed,
+    /// This node revoked the peer's key.
+    Revoked,
 }
 
 impl fmt::Display for LostReason {
@@ -77,6 +97,7 @@ impl fmt::Display for LostReason {
             LostReason::Disconnected => "disconnected by this node",
             LostReason::Reset => "the peer no longer knew this node",
             LostReason::Closed => "this node closed",
+            LostReason::Revoked => "its key was revoked",
         })
     }
 }
@@ -102,6 +123,8 @@ impl fmt::Display for Rejection {
             RejectCode::SecurityMismatch => "security mechanisms differ",
             RejectCode::WrongPeer => "reached a node with another name",
             RejectCode::ShuttingDown => "the peer is shutting down",
+            RejectCode::Unauthorized => "key not allowed",
+            RejectCode::HandshakeFailed => "handshake failed",
             RejectCode::Other(_) => "refused",
         };
         if self.detail.is_empty() {

@@ -147,6 +147,8 @@ impl<C: Clone> Mesh<C> {
                 RejectCode::WrongPeer,
                 format!("this node is {:?}", self.cfg.name.as_str()),
             ))
+        } else if let Some(refusal) = self.curve_join_refusal(&name) {
+            Some(refusal)
         } else if self
             .peers
             .get(&name)
@@ -359,8 +361,14 @@ impl<C: Clone> Mesh<C> {
         }
     }
 
+    fn curve_join_refusal(&self, name: &NodeName) -> Option<(RejectCode, String)> {
+        (self.cfg.security == crate::protocol::Security::Curve)
+            .then(|| self.join_refusal(name))
+            .flatten()
+    }
+
     /// Our join attempt to `name` was refused: report it and back off.
-    fn rejected(&mut self, name: &NodeName, rejection: Rejection, now: Instant) {
+    pub(super) fn rejected(&mut self, name: &NodeName, rejection: Rejection, now: Instant) {
         log::warn!("peer {name} refused to let us join: {rejection}");
         if let Some(peer) = self.peers.get_mut(name) {
             peer.last_rejection = Some(rejection.clone());

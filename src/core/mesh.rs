@@ -4,13 +4,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::access::AccessState;
 use super::calls::{CallTable, Outcome, Resolved};
 use super::config::MeshConfig;
 use super::events::PeerEvent;
 use super::peer::{Link, Peer, PeerInfo, PeerState};
 use super::rng::Rng;
 use super::stats::NodeStats;
-use crate::protocol::{self, Envelope, Message, NodeName, RejectCode, ReplyStatus};
+use crate::protocol::{self, Envelope, Message, NodeName, RejectCode, ReplyStatus, Security};
 
 /// Something the I/O shell must do.
 #[derive(Debug)]
@@ -70,7 +71,11 @@ pub struct Transmit {
 #[derive(Clone, Copy, Debug)]
 pub enum Origin<'a> {
     /// The ROUTER. Its first frame is the sender's routing id.
-    Router,
+    Router {
+        /// In CURVE mode, the key that authenticated the connection (Z85),
+        /// from the message's `User-Id` metadata.
+        user_id: Option<&'a str>,
+    },
     /// The DEALER this node opened to `peer`.
     Outbound(&'a NodeName),
 }
@@ -147,6 +152,7 @@ pub struct Mesh<C> {
     pub(super) generation: u64,
     /// Start and count of the current one-second window of NotJoined replies.
     pub(super) not_joined_window: (Instant, u32),
+    pub(super) access: AccessState,
 }
 
 impl<C: Clone> Mesh<C> {
@@ -154,6 +160,7 @@ impl<C: Clone> Mesh<C> {
     pub fn new(cfg: MeshConfig, now: Instant) -> Self {
         let mut rng = Rng::new(cfg.seed);
         let first_id = rng.next_u64();
+        let access = AccessState::new(cfg.access.clone(), cfg.allowed_keys.iter().copied());
         Mesh {
             cfg,
             peers: HashMap::new(),
@@ -165,6 +172,7 @@ impl<C: Clone> Mesh<C> {
             closed: false,
             generation: 0,
             not_joined_window: (now, 0),
+            access,
         }
     }
 
@@ -257,12 +265,12 @@ impl<C: Clone> Mesh<C> {
         }
         self.stats.frames_in += 1;
         match origin {
-            Origin::Router => self.on_router(frames, total_frames, now),
+            Origin::Router { user_id } => self.on_router(frames, total_frames, user_id, now),
             Origin::Outbound(peer) => self.on_outbound(peer, frames, total_frames, now),
         }
     }
 
-    fn on_router(&mut self, frames: &[&[u8]], total: usize, now: Instant) {
+    fn on_router(&mut self, frames: &[&[u8]], total: usize, user_id: Option<&str>, now: Instant) {
         let Some(routing_id) = frames.first() else {
             return;
         };
@@ -274,6 +282,11 @@ impl<C: Clone> Mesh<C> {
             );
             return;
         };
+        // In CURVE mode a connection may only speak under the name of the key
+        // it authenticated with: no allowed key can act as another node.
+        if self.cfg.security == Security::Curve && !self.identity_holds(&name, user_id, now) {
+            return;
+        }
         // A DEALER speaking the protocol sends exactly one frame; the ROUTER
         // adds the routing id in front.
         let (true, Some(body)) = (total == 2, frames.get(1)) else {

@@ -9,6 +9,7 @@
 //! a clock or touches a socket, every timer and race is unit-tested
 //! deterministically in `core::tests`.
 
+mod access;
 mod backoff;
 mod calls;
 mod config;
@@ -21,6 +22,7 @@ mod peer;
 mod rng;
 mod stats;
 
+pub use access::{Access, HandshakeFailure};
 pub use calls::Outcome;
 pub use config::{Limits, MeshConfig, Timers};
 pub use events::{LostReason, PeerEvent, Rejection};

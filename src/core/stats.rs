@@ -37,6 +37,12 @@ pub struct NodeStats {
     pub joins_refused: u64,
     /// Replies not sent because their session had ended.
     pub replies_orphaned: u64,
+    /// CURVE keys refused by the access policy (at the handshake or a JOIN).
+    pub unauthorized: u64,
+    /// Messages whose routing id was not the key that authenticated them.
+    pub identity_mismatch: u64,
+    /// ZeroMQ handshakes that failed (security mismatch, wrong key, refused).
+    pub handshakes_failed: u64,
 }
 
 /// Counters and measurements for one peer.

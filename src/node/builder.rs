@@ -11,13 +11,15 @@ use parking_lot::{Mutex, RwLock};
 use super::directory::Directory;
 use super::events::EventHub;
 use super::handlers::Registry;
-use super::reactor::{Reactor, SocketOptions};
+use super::reactor::Reactor;
+use super::sockets::{self, SocketOptions};
 use super::workers::WorkerPool;
 use super::{Inner, Node, Running};
-use crate::core::{Limits, Mesh, MeshConfig, Timers};
+use crate::core::{Access, Limits, Mesh, MeshConfig, Timers};
 use crate::error::Error;
 use crate::protocol::{NodeName, Security};
-use crate::zmq::{Context, SocketType};
+use crate::security::{Keypair, PublicKey};
+use crate::zmq::Context;
 
 /// Configures and starts a [`Node`]. Obtained from [`Node::builder`].
 ///
@@ -50,6 +52,10 @@ pub struct NodeBuilder {
     shutdown_grace: Duration,
     reactor_spin: Duration,
     context: Option<Context>,
+    curve: Option<Keypair>,
+    access: Access,
+    allowed_keys: Vec<PublicKey>,
+    allowed_keys_file: Option<std::path::PathBuf>,
 }
 
 impl NodeBuilder {
@@ -68,6 +74,10 @@ impl NodeBuilder {
             shutdown_grace: Duration::from_secs(1),
             reactor_spin: Duration::from_micros(50),
             context: None,
+            curve: None,
+            access: Access::AllowList,
+            allowed_keys: Vec::new(),
+            allowed_keys_file: None,
         }
     }
 
@@ -196,6 +206,51 @@ impl NodeBuilder {
         self
     }
 
+    /// Runs the node in CURVE mode with `keys`: every byte it exchanges is
+    /// encrypted, its name must be `keys`' public key in Z85 (see
+    /// [`Node::secure_builder`]), peers are dialled by their public keys and
+    /// must prove they hold the matching secret keys, and only keys allowed by
+    /// the access policy may connect to it (by default: those on the
+    /// allow-list, initially empty). A CURVE node needs a ZeroMQ context of
+    /// its own (its ZAP handler is bound on it).
+    pub fn curve(mut self, keys: Keypair) -> Self {
+        self.curve = Some(keys);
+        self
+    }
+
+    /// CURVE mode: adds keys to the allow-list (and makes the allow-list the
+    /// access policy).
+    pub fn allow_keys(mut self, keys: impl IntoIterator<Item = PublicKey>) -> Self {
+        self.access = Access::AllowList;
+        self.allowed_keys.extend(keys);
+        self
+    }
+
+    /// CURVE mode: adds the keys listed in a file (one Z85 key per line; `#`
+    /// starts a comment) to the allow-list when the node starts.
+    pub fn allow_keys_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.access = Access::AllowList;
+        self.allowed_keys_file = Some(path.into());
+        self
+    }
+
+    /// CURVE mode: lets any key connect (encryption and authenticated names,
+    /// no access control).
+    pub fn allow_any_key(mut self) -> Self {
+        self.access = Access::AllowAny;
+        self
+    }
+
+    /// CURVE mode: `decide` says which keys may connect. It runs on the
+    /// reactor thread at every handshake and JOIN: it must be quick.
+    pub fn authorize_with(
+        mut self,
+        decide: impl Fn(&PublicKey) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.access = Access::Callback(Arc::new(decide));
+        self
+    }
+
     /// Uses a shared ZeroMQ context instead of a new one. Nodes must share a
     /// context to reach each other over `inproc://`.
     pub fn context(mut self, context: Context) -> Self {
@@ -231,6 +286,13 @@ impl NodeBuilder {
         if self.limits.max_message_size < 1024 || self.high_water_mark < 0 {
             return bad("the maximum message size must be at least 1 KiB");
         }
+        if let Some(keys) = &self.curve {
+            if name.as_str() != keys.public().to_z85() {
+                return bad(
+                    "in CURVE mode the node's name is its public key (see Node::secure_builder)",
+                );
+            }
+        }
         Ok(name)
     }
 
@@ -245,6 +307,10 @@ impl NodeBuilder {
             Some(c) => c.clone(),
             None => Context::new()?,
         };
+        let mut allowed_keys = self.allowed_keys.clone();
+        if let Some(path) = &self.allowed_keys_file {
+            allowed_keys.extend(crate::security::read_key_list(path)?);
+        }
         let options = SocketOptions {
             name: name.clone(),
             high_water_mark: self.high_water_mark,
@@ -257,35 +323,39 @@ impl NodeBuilder {
             .unwrap_or(i64::MAX),
             linger: self.linger,
             spin: self.reactor_spin,
+            curve: self.curve.clone(),
+            incarnation,
         };
-        // No ZMTP-level heartbeats (ZMQ_HEARTBEAT_IVL): the protocol's own
-        // PING/PONG does liveness, and libzmq 4.3.5's heartbeat timer can call
-        // `out_event` on an engine whose input failed, which aborts the whole
-        // process on `zmq_assert(!_io_error)` (see vendor-notes.md).
-        let router = ctx.socket(SocketType::Router)?;
-        router.set_router_mandatory(true)?;
-        router.set_router_handover(true)?;
-        router.set_linger(options.linger)?;
-        router.set_sndhwm(options.high_water_mark)?;
-        router.set_rcvhwm(options.high_water_mark)?;
-        router.set_maxmsgsize(options.hard_max_frame)?;
+        // The ZAP handler must be in place before the ROUTER takes its first
+        // connection, or libzmq would let CURVE clients in unchecked.
+        let zap = match &self.curve {
+            Some(_) => Some(sockets::zap_handler(&ctx)?),
+            None => None,
+        };
+        let router = sockets::router(&ctx, &options)?;
         let mut endpoints = Vec::with_capacity(self.endpoints.len());
         for endpoint in &self.endpoints {
             if endpoint.starts_with("tcp://[") {
-                router.set_ipv6(true)?;
+                router.socket.set_ipv6(true)?;
             }
-            router.bind(endpoint).map_err(|source| Error::Bind {
+            router.socket.bind(endpoint).map_err(|source| Error::Bind {
                 endpoint: endpoint.clone(),
                 source,
             })?;
-            endpoints.push(router.last_endpoint()?);
+            endpoints.push(router.socket.last_endpoint()?);
         }
 
         let cfg = MeshConfig {
             name: name.clone(),
             network: self.network.clone(),
             incarnation,
-            security: Security::Null,
+            security: if self.curve.is_some() {
+                Security::Curve
+            } else {
+                Security::Null
+            },
+            access: self.access.clone(),
+            allowed_keys,
             timers: self.timers.clone(),
             limits: self.limits.clone(),
             seed: random_u64(),
@@ -312,6 +382,8 @@ impl NodeBuilder {
         let reactor = Reactor {
             ctx,
             router,
+            zap,
+            monitor_seq: 0,
             dealers: HashMap::new(),
             mesh,
             options,
@@ -354,6 +426,7 @@ impl NodeBuilder {
                 directory,
                 running: Mutex::new(Some(Running { reactor, workers })),
                 shutdown_grace: self.shutdown_grace,
+                public_key: self.curve.as_ref().map(|k| *k.public()),
             }),
         })
     }

@@ -3,10 +3,12 @@
 
 mod builder;
 mod call;
+mod command;
 mod directory;
 mod events;
 mod handlers;
 mod reactor;
+mod sockets;
 mod spin;
 mod waker;
 mod workers;
@@ -30,10 +32,11 @@ pub use handlers::{CallContext, HandlerError};
 use crate::core::{NodeStats, PeerEvent, PeerInfo, PeerState};
 use crate::error::{CallError, Error, Side};
 use crate::protocol::{MethodName, NodeName};
+use crate::security::{Keypair, PublicKey};
+use command::{CallSink, Command, Snapshot};
 use directory::Directory;
 use events::EventHub;
 use handlers::Registry;
-use reactor::{CallSink, Command, Snapshot};
 use waker::Waker;
 use workers::WorkerPool;
 
@@ -71,6 +74,8 @@ struct Inner {
     directory: Arc<RwLock<Directory>>,
     running: Mutex<Option<Running>>,
     shutdown_grace: Duration,
+    /// CURVE mode: this node's public key.
+    public_key: Option<PublicKey>,
 }
 
 impl std::fmt::Debug for Node {
@@ -91,6 +96,58 @@ impl Node {
     /// bytes of printable UTF-8).
     pub fn builder(name: impl Into<String>) -> NodeBuilder {
         NodeBuilder::new(name)
+    }
+
+    /// Starts configuring a CURVE node: its name is `keys`' public key, and
+    /// every socket runs CURVE with `keys` (see [`NodeBuilder::curve`]).
+    pub fn secure_builder(keys: &Keypair) -> NodeBuilder {
+        NodeBuilder::new(keys.public().to_z85()).curve(keys.clone())
+    }
+
+    /// In CURVE mode, this node's public key (its name, decoded).
+    pub fn public_key(&self) -> Option<PublicKey> {
+        self.inner.public_key
+    }
+
+    /// CURVE mode: lets `key` connect from now on. Returns whether it was
+    /// already allowed.
+    pub fn allow_key(&self, key: &PublicKey) -> Result<bool, Error> {
+        self.access(key, true)
+    }
+
+    /// CURVE mode: stops `key` from connecting. New connections with it are
+    /// refused at the handshake; a peer with it that dialled this node loses
+    /// its session at once and its JOINs are refused. Returns whether it was
+    /// on the allow-list.
+    pub fn revoke_key(&self, key: &PublicKey) -> Result<bool, Error> {
+        self.access(key, false)
+    }
+
+    /// CURVE mode: the allow-list, sorted.
+    pub fn allowed_keys(&self) -> Result<Vec<PublicKey>, Error> {
+        if self.inner.public_key.is_none() {
+            return Err(Error::NotCurve);
+        }
+        let (reply, answer) = bounded(1);
+        self.send_command(Command::AllowedKeys { reply })?;
+        answer
+            .recv_timeout(REACTOR_ANSWER)
+            .map_err(|_| Error::Closed)
+    }
+
+    fn access(&self, key: &PublicKey, allow: bool) -> Result<bool, Error> {
+        if self.inner.public_key.is_none() {
+            return Err(Error::NotCurve);
+        }
+        let (reply, answer) = bounded(1);
+        self.send_command(Command::Access {
+            key: *key,
+            allow,
+            reply,
+        })?;
+        answer
+            .recv_timeout(REACTOR_ANSWER)
+            .map_err(|_| Error::Closed)
     }
 
     /// This node's name.
@@ -162,6 +219,10 @@ impl Node {
         let peer = node_name(peer)?;
         if peer == self.inner.name {
             return Err(Error::SelfConnect);
+        }
+        if self.inner.public_key.is_some() {
+            // In CURVE mode the peer's name is the key it must prove it holds.
+            PublicKey::from_z85(peer.as_str())?;
         }
         let (reply, answer) = bounded(1);
         self.send_command(Command::Connect {

@@ -1,11 +1,12 @@
 //! The reactor: one thread that owns every ZeroMQ socket of a node and drives
 //! the sans-IO [`Mesh`].
 //!
-//! Each turn of the loop polls the ROUTER, every DEALER and the waker; feeds
-//! what arrived (frames, commands from user threads, finished jobs, the
-//! clock) to the mesh; then carries out the mesh's actions. No protocol
-//! decision is taken here: this file only moves bytes between sockets,
-//! channels and the core.
+//! Each turn of the loop polls the ROUTER, every DEALER, their monitors, the
+//! ZAP handler (CURVE mode) and the waker; feeds what arrived (frames,
+//! handshake outcomes, ZAP requests, commands from user threads, finished
+//! jobs, the clock) to the mesh; then carries out the mesh's actions. No
+//! protocol decision is taken here: this file only moves bytes between
+//! sockets, channels and the core.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,109 +16,17 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use parking_lot::RwLock;
 
+use super::command::{CallSink, Command, Snapshot};
 use super::directory::Directory;
 use super::events::EventHub;
+use super::sockets::{self, Monitored, SocketOptions};
 use super::spin::SpinPermit;
 use super::waker::{WakeReceiver, Waker};
-use crate::core::{
-    Action, Job, JobDone, JobOutcome, Link, Mesh, NodeStats, Origin, Outcome, PeerInfo,
-    SendFailure, Transmit,
-};
+use crate::core::{Action, Job, JobDone, JobOutcome, Link, Mesh, Origin, SendFailure, Transmit};
 use crate::error::Error;
 use crate::protocol::{NodeName, ReplyStatus};
-use crate::zmq::{Context, Message, PollItem, SendFlags, Socket, SocketType};
-
-/// Where a call's per-target results go: the caller's channel, and the
-/// caller's slot for each target the mesh was given (when the caller settled
-/// some targets itself, such as invalid names, the numbering differs).
-#[derive(Clone, Debug)]
-pub(crate) struct CallSink {
-    pub tx: Sender<(usize, Outcome)>,
-    pub slots: Option<Arc<[usize]>>,
-}
-
-impl CallSink {
-    pub(crate) fn deliver(&self, index: usize, outcome: Outcome) {
-        let slot = self
-            .slots
-            .as_ref()
-            .and_then(|s| s.get(index).copied())
-            .unwrap_or(index);
-        // Capacity equals the number of targets and each is resolved once, so
-        // this never blocks; a caller that gave up has dropped its receiver
-        // and the entry is discarded.
-        let _ = self.tx.try_send((slot, outcome));
-    }
-}
-
-/// Work handed to the reactor by other threads.
-pub(crate) enum Command {
-    Connect {
-        peer: NodeName,
-        endpoint: String,
-        reply: Sender<Result<(), Error>>,
-    },
-    Disconnect {
-        peer: NodeName,
-        reply: Sender<bool>,
-    },
-    Call {
-        targets: Vec<NodeName>,
-        method: String,
-        args: Vec<u8>,
-        deadline: Instant,
-        sink: CallSink,
-    },
-    Cast {
-        targets: Vec<NodeName>,
-        method: String,
-        args: Vec<u8>,
-    },
-    Query {
-        reply: Sender<Snapshot>,
-    },
-}
-
-impl Command {
-    /// Answers a command that will never run because the node is closed.
-    pub(crate) fn refuse(self) {
-        match self {
-            Command::Connect { reply, .. } => {
-                let _ = reply.send(Err(Error::Closed));
-            }
-            Command::Call { targets, sink, .. } => {
-                for index in 0..targets.len() {
-                    sink.deliver(index, Err(crate::error::CallError::Closed));
-                }
-            }
-            // Dropping the reply channel tells the waiter the node is gone.
-            Command::Disconnect { .. } | Command::Cast { .. } | Command::Query { .. } => {}
-        }
-    }
-}
-
-/// The reactor's view of the node, for introspection.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Snapshot {
-    pub peers: Vec<PeerInfo>,
-    pub stats: NodeStats,
-    pub pending_calls: usize,
-    pub queued_handlers: usize,
-}
-
-/// Socket settings derived from the node's configuration.
-#[derive(Clone, Debug)]
-pub(crate) struct SocketOptions {
-    pub name: NodeName,
-    pub high_water_mark: i32,
-    /// libzmq drops a connection that sends a frame above this (a hard memory
-    /// bound); frames between the configured maximum and this are dropped and
-    /// counted by the core instead.
-    pub hard_max_frame: i64,
-    pub linger: Duration,
-    /// How long the reactor keeps polling without blocking after work.
-    pub spin: Duration,
-}
+use crate::security::zap;
+use crate::zmq::{Context, Message, MonitorEvent, PollItem, SendFlags, Socket};
 
 /// Calls plus handler jobs in flight at or below which the reactor counts as
 /// lightly loaded, and may spin.
@@ -130,8 +39,12 @@ const MAX_FRAMES: usize = 4;
 
 pub(crate) struct Reactor {
     pub ctx: Context,
-    pub router: Socket,
-    pub dealers: HashMap<NodeName, Socket>,
+    pub router: Monitored,
+    /// CURVE mode: the ZAP handler's REP socket.
+    pub zap: Option<Socket>,
+    pub dealers: HashMap<NodeName, Monitored>,
+    /// Numbers the monitors' inproc endpoints (0 is the ROUTER's).
+    pub monitor_seq: u64,
     pub mesh: Mesh<CallSink>,
     pub options: SocketOptions,
     pub commands: Receiver<Command>,
@@ -145,6 +58,17 @@ pub(crate) struct Reactor {
     pub events: Arc<EventHub>,
     pub directory: Arc<RwLock<Directory>>,
     pub published_generation: Option<u64>,
+}
+
+/// What a poll found readable.
+#[derive(Default)]
+struct Ready {
+    waker: bool,
+    router: bool,
+    router_monitor: bool,
+    zap: bool,
+    dealers: Vec<NodeName>,
+    dealer_monitors: Vec<NodeName>,
 }
 
 impl Reactor {
@@ -173,14 +97,14 @@ impl Reactor {
                         .map(|t| t.saturating_duration_since(now))
                 }
             };
-            let (woken, router_ready, ready_dealers) = match self.wait(timeout) {
+            let ready = match self.wait(timeout) {
                 Ok(ready) => ready,
                 Err(e) => {
                     log::error!("reactor poll failed, closing node: {e}");
                     break;
                 }
             };
-            if woken {
+            if ready.waker {
                 self.wake_rx.drain(&self.waker);
             } else {
                 self.wake_rx.stay_awake(&self.waker);
@@ -189,11 +113,20 @@ impl Reactor {
             if self.close_requested.load(Ordering::Acquire) {
                 break;
             }
-            if router_ready {
+            if ready.zap {
+                self.serve_zap();
+            }
+            if ready.router_monitor {
+                self.read_router_monitor();
+            }
+            for peer in &ready.dealer_monitors {
+                self.read_dealer_monitor(peer, now);
+            }
+            if ready.router {
                 self.read_router(now);
             }
-            for peer in ready_dealers {
-                self.read_dealer(&peer, now);
+            for peer in &ready.dealers {
+                self.read_dealer(peer, now);
             }
             let mut active = self.drain_done(now);
             active |= self.drain_commands(now);
@@ -226,34 +159,57 @@ impl Reactor {
             || self.close_requested.load(Ordering::Acquire)
     }
 
-    /// Polls every socket and the waker; returns whether the waker, the
-    /// ROUTER and which DEALERs are readable.
-    fn wait(&self, timeout: Option<Duration>) -> crate::zmq::Result<(bool, bool, Vec<NodeName>)> {
+    /// Polls every socket and the waker.
+    fn wait(&self, timeout: Option<Duration>) -> crate::zmq::Result<Ready> {
         let mut names = Vec::with_capacity(self.dealers.len());
-        let mut items = Vec::with_capacity(self.dealers.len() + 2);
+        let mut items = Vec::with_capacity(2 * self.dealers.len() + 4);
         items.push(PollItem::fd_readable(self.wake_rx.fd()));
-        items.push(PollItem::readable(&self.router));
-        for (name, socket) in &self.dealers {
+        items.push(PollItem::readable(&self.router.socket));
+        items.push(PollItem::readable(&self.router.monitor));
+        if let Some(zap) = &self.zap {
+            items.push(PollItem::readable(zap));
+        }
+        let fixed = items.len();
+        for (name, dealer) in &self.dealers {
             names.push(name.clone());
-            items.push(PollItem::readable(socket));
+            items.push(PollItem::readable(&dealer.socket));
+            items.push(PollItem::readable(&dealer.monitor));
         }
         crate::zmq::poll(&mut items, timeout)?;
-        let (woken, router_ready) = (items[0].is_readable(), items[1].is_readable());
-        let ready = names
-            .into_iter()
-            .zip(&items[2..])
-            .filter(|(_, i)| i.is_readable())
-            .map(|(n, _)| n)
-            .collect();
-        Ok((woken, router_ready, ready))
+        let mut ready = Ready {
+            waker: items[0].is_readable(),
+            router: items[1].is_readable(),
+            router_monitor: items[2].is_readable(),
+            zap: self.zap.is_some() && items[3].is_readable(),
+            ..Ready::default()
+        };
+        for (name, pair) in names.into_iter().zip(items[fixed..].chunks(2)) {
+            if pair[1].is_readable() {
+                ready.dealer_monitors.push(name.clone());
+            }
+            if pair[0].is_readable() {
+                ready.dealers.push(name);
+            }
+        }
+        Ok(ready)
     }
 
     fn read_router(&mut self, now: Instant) {
+        let curve = self.options.curve.is_some();
         for _ in 0..READ_BATCH {
-            match self.router.recv_multipart(true, MAX_FRAMES) {
+            match self.router.socket.recv_multipart(true, MAX_FRAMES) {
                 Ok((frames, total)) => {
                     let parts: Vec<&[u8]> = frames.iter().map(Message::as_bytes).collect();
-                    self.mesh.handle_inbound(Origin::Router, &parts, total, now);
+                    // The authenticated key travels with every data frame.
+                    let user_id = if curve {
+                        frames.get(1).and_then(|f| f.property("User-Id"))
+                    } else {
+                        None
+                    };
+                    let origin = Origin::Router {
+                        user_id: user_id.as_deref(),
+                    };
+                    self.mesh.handle_inbound(origin, &parts, total, now);
                 }
                 Err(e) if e.is_again() => return,
                 Err(e) => {
@@ -266,10 +222,10 @@ impl Reactor {
 
     fn read_dealer(&mut self, peer: &NodeName, now: Instant) {
         for _ in 0..READ_BATCH {
-            let Some(socket) = self.dealers.get(peer) else {
+            let Some(dealer) = self.dealers.get(peer) else {
                 return;
             };
-            match socket.recv_multipart(true, MAX_FRAMES) {
+            match dealer.socket.recv_multipart(true, MAX_FRAMES) {
                 Ok((frames, total)) => {
                     let parts: Vec<&[u8]> = frames.iter().map(Message::as_bytes).collect();
                     self.mesh
@@ -280,6 +236,78 @@ impl Reactor {
                     log::warn!("DEALER to {peer} receive failed: {e}");
                     return;
                 }
+            }
+        }
+    }
+
+    /// Answers the ZAP requests libzmq sends for CURVE handshakes on the ROUTER.
+    fn serve_zap(&mut self) {
+        let Some(zap_socket) = &self.zap else { return };
+        for _ in 0..READ_BATCH {
+            let frames = match zap_socket.recv_multipart(true, 8) {
+                Ok((frames, _)) => frames,
+                Err(e) if e.is_again() => return,
+                Err(e) => {
+                    log::warn!("ZAP handler receive failed: {e}");
+                    return;
+                }
+            };
+            let parts: Vec<&[u8]> = frames.iter().map(Message::as_bytes).collect();
+            let reply = match zap::parse(&parts) {
+                Ok(request) => {
+                    if self.mesh.handle_zap_request(&request.key, &request.address) {
+                        zap::reply(&request.request_id, 200, "OK", &request.key.to_z85())
+                    } else {
+                        zap::reply(&request.request_id, 400, "key not allowed", "")
+                    }
+                }
+                Err((request_id, malformed)) => {
+                    log::warn!("malformed ZAP request: {}", malformed.0);
+                    zap::reply(&request_id, 500, malformed.0, "")
+                }
+            };
+            let last = reply.len() - 1;
+            for (i, frame) in reply.iter().enumerate() {
+                let flags = if i < last {
+                    SendFlags::MORE | SendFlags::DONTWAIT
+                } else {
+                    SendFlags::DONTWAIT
+                };
+                if let Err(e) = zap_socket.send(frame, flags) {
+                    log::warn!("ZAP reply failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read_router_monitor(&mut self) {
+        while let Some(event) = read_event(&self.router.monitor) {
+            if let Some(failure) = sockets::router_failure(&event) {
+                self.mesh
+                    .handle_inbound_handshake_failed(&event.endpoint, failure);
+            }
+        }
+    }
+
+    fn read_dealer_monitor(&mut self, peer: &NodeName, now: Instant) {
+        let curve = self.options.curve.is_some();
+        loop {
+            let Some(dealer) = self.dealers.get(peer) else {
+                return;
+            };
+            let Some(event) = read_event(&dealer.monitor) else {
+                return;
+            };
+            if let Some(failure) = sockets::dealer_failure(&event, curve) {
+                log::debug!(
+                    "handshake with {peer} at {} failed: {event:?}",
+                    event.endpoint
+                );
+                self.mesh.handle_handshake_failed(peer, failure, now);
+                // The mesh has acted on it (a CloseLink): apply that before
+                // reading further events of a socket that may be gone.
+                self.execute();
             }
         }
     }
@@ -354,6 +382,19 @@ impl Reactor {
                     queued_handlers: self.mesh.queued_handlers(),
                 });
             }
+            Command::Access { key, allow, reply } => {
+                let listed = if allow {
+                    let new = !self.mesh.allowed_keys().contains(&key);
+                    self.mesh.handle_allow(key);
+                    !new
+                } else {
+                    self.mesh.handle_revoke(&key, now)
+                };
+                let _ = reply.send(listed);
+            }
+            Command::AllowedKeys { reply } => {
+                let _ = reply.send(self.mesh.allowed_keys());
+            }
         }
     }
 
@@ -394,9 +435,9 @@ impl Reactor {
                 }
             }
             Action::CloseLink { peer, flush } => {
-                if let Some(socket) = self.dealers.remove(&peer) {
+                if let Some(dealer) = self.dealers.remove(&peer) {
                     if !flush {
-                        let _ = socket.set_linger(Duration::ZERO);
+                        let _ = dealer.socket.set_linger(Duration::ZERO);
                     }
                 }
             }
@@ -433,31 +474,35 @@ impl Reactor {
     fn transmit(&mut self, t: Transmit) {
         let result = match t.link {
             Link::Outbound => match self.dealers.get(&t.peer) {
-                Some(socket) => socket
+                Some(dealer) => dealer
+                    .socket
                     .send_msg(Message::from_vec(t.frame), SendFlags::DONTWAIT)
                     .map_err(|(e, _)| e),
                 None => {
+                    let now = Instant::now();
                     self.mesh.handle_send_failed(
                         &t.peer,
                         t.link,
                         t.request_id,
                         SendFailure::Unreachable,
-                        Instant::now(),
+                        now,
                     );
                     return;
                 }
             },
-            Link::Inbound => self
-                .router
-                .send(
-                    t.peer.as_str().as_bytes(),
-                    SendFlags::MORE | SendFlags::DONTWAIT,
-                )
-                .and_then(|()| {
-                    self.router
-                        .send_msg(Message::from_vec(t.frame), SendFlags::DONTWAIT)
-                        .map_err(|(e, _)| e)
-                }),
+            Link::Inbound => {
+                let router = &self.router.socket;
+                router
+                    .send(
+                        t.peer.as_str().as_bytes(),
+                        SendFlags::MORE | SendFlags::DONTWAIT,
+                    )
+                    .and_then(|()| {
+                        router
+                            .send_msg(Message::from_vec(t.frame), SendFlags::DONTWAIT)
+                            .map_err(|(e, _)| e)
+                    })
+            }
         };
         if let Err(e) = result {
             let failure = if e.is_again() {
@@ -475,21 +520,11 @@ impl Reactor {
         if let Some(old) = self.dealers.remove(peer) {
             // What the replaced DEALER still queues belongs to an attempt
             // that is over (see `Action::CloseLink`).
-            let _ = old.set_linger(Duration::ZERO);
+            let _ = old.socket.set_linger(Duration::ZERO);
         }
-        let o = &self.options;
-        let socket = self.ctx.socket(SocketType::Dealer)?;
-        socket.set_routing_id(o.name.as_str().as_bytes())?;
-        socket.set_linger(o.linger)?;
-        socket.set_sndhwm(o.high_water_mark)?;
-        socket.set_rcvhwm(o.high_water_mark)?;
-        socket.set_maxmsgsize(o.hard_max_frame)?;
-        socket.set_reconnect_ivl(Duration::from_millis(100))?;
-        if endpoint.starts_with("tcp://[") {
-            socket.set_ipv6(true)?;
-        }
-        socket.connect(endpoint)?;
-        self.dealers.insert(peer.clone(), socket);
+        self.monitor_seq += 1;
+        let dealer = sockets::dealer(&self.ctx, &self.options, peer, endpoint, self.monitor_seq)?;
+        self.dealers.insert(peer.clone(), dealer);
         Ok(())
     }
 
@@ -507,10 +542,10 @@ impl Reactor {
     fn shutdown(mut self) {
         self.mesh.handle_close(Instant::now());
         if self.abort.load(Ordering::Acquire) {
-            for socket in self.dealers.values() {
-                let _ = socket.set_linger(Duration::ZERO);
+            for dealer in self.dealers.values() {
+                let _ = dealer.socket.set_linger(Duration::ZERO);
             }
-            let _ = self.router.set_linger(Duration::ZERO);
+            let _ = self.router.socket.set_linger(Duration::ZERO);
             while let Some(action) = self.mesh.poll_action() {
                 if !matches!(action, Action::Transmit(_)) {
                     self.act(action);
@@ -527,6 +562,15 @@ impl Reactor {
         // dropping the context (last) flushes them for at most that long.
         drop(self.dealers);
         drop(self.router);
+        drop(self.zap);
         log::debug!("reactor of {} stopped", self.mesh.name());
+    }
+}
+
+/// The next monitor event queued on `monitor`, if any.
+fn read_event(monitor: &Socket) -> Option<MonitorEvent> {
+    match monitor.recv_multipart(true, 2) {
+        Ok((frames, _)) => MonitorEvent::parse(&frames),
+        Err(_) => None,
     }
 }

@@ -122,6 +122,11 @@ pub enum RejectCode {
     WrongPeer,
     /// The listener is shutting down.
     ShuttingDown,
+    /// CURVE: the sender's key is not allowed by the listener's access policy.
+    Unauthorized,
+    /// The ZeroMQ handshake failed (reported locally by the dialler; never
+    /// sent on the wire).
+    HandshakeFailed,
     /// A code this implementation does not know (from a newer peer).
     Other(u8),
 }
@@ -139,6 +144,8 @@ impl RejectCode {
             RejectCode::SecurityMismatch => 7,
             RejectCode::WrongPeer => 8,
             RejectCode::ShuttingDown => 9,
+            RejectCode::Unauthorized => 10,
+            RejectCode::HandshakeFailed => 11,
             RejectCode::Other(c) => c,
         }
     }
@@ -155,6 +162,8 @@ impl RejectCode {
             7 => RejectCode::SecurityMismatch,
             8 => RejectCode::WrongPeer,
             9 => RejectCode::ShuttingDown,
+            10 => RejectCode::Unauthorized,
+            11 => RejectCode::HandshakeFailed,
             c => RejectCode::Other(c),
         }
     }

@@ -84,8 +84,6 @@ pub const ZMQ_POLLIN: c_short = 1;
 pub const ZMQ_POLLOUT: c_short = 2;
 pub const ZMQ_POLLERR: c_short = 4;
 
-pub const ZMQ_EVENT_ALL: c_int = 0xFFFF;
-
 #[link(name = "zmq", kind = "static")]
 unsafe extern "C" {
     pub fn zmq_errno() -> c_int;

@@ -17,6 +17,7 @@ mod curve;
 mod error;
 mod ffi;
 mod message;
+mod monitor;
 mod poll;
 mod socket;
 
@@ -24,6 +25,7 @@ pub use context::Context;
 pub use curve::{CurveKeyPair, curve_keypair, curve_public, z85_decode, z85_encode};
 pub use error::{Error, Result};
 pub use message::Message;
+pub use monitor::{EventKind, MonitorEvent, protocol_error};
 pub use poll::{PollItem, poll};
 pub use socket::{SendFlags, Socket, SocketType};
 

@@ -149,11 +149,14 @@ impl Socket {
         check(unsafe { ffi::zmq_unbind(self.ptr, c.as_ptr()) }).map(|_| ())
     }
 
-    /// Starts a monitor publishing this socket's events on a PAIR at `inproc_endpoint`.
-    pub fn monitor(&self, inproc_endpoint: &str) -> Result<()> {
+    /// Starts a monitor publishing this socket's events on a PAIR bound at
+    /// `inproc_endpoint`; connect a [`SocketType::Pair`] to it and read
+    /// [`super::MonitorEvent`]s. `events` is a mask of `ZMQ_EVENT_*` bits
+    /// (`0xFFFF` for all).
+    pub fn monitor(&self, inproc_endpoint: &str, events: u16) -> Result<()> {
         let c = c_string(inproc_endpoint)?;
         // SAFETY: live socket; `c` is NUL-terminated and outlives the call.
-        check(unsafe { ffi::zmq_socket_monitor(self.ptr, c.as_ptr(), ffi::ZMQ_EVENT_ALL) })
+        check(unsafe { ffi::zmq_socket_monitor(self.ptr, c.as_ptr(), c_int::from(events)) })
             .map(|_| ())
     }
 

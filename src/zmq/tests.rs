@@ -120,3 +120,152 @@ fn curve_handshake_carries_user_id_without_zap() {
     assert_eq!(frames[1].as_bytes(), b"secret");
     assert_eq!(router.mechanism().unwrap(), 2);
 }
+
+fn key(z: &str) -> [u8; 32] {
+    z85_decode(z).unwrap().try_into().unwrap()
+}
+
+/// Connects a DEALER (configured by `client`) to a ROUTER (configured by
+/// `server`) and returns the handshake events seen on both sides.
+fn handshake_events(
+    server: impl Fn(&Socket),
+    client: impl Fn(&Socket),
+) -> (Vec<MonitorEvent>, Vec<MonitorEvent>) {
+    let ctx = Context::new().unwrap();
+    let router = ctx.socket(SocketType::Router).unwrap();
+    server(&router);
+    router.bind("tcp://127.0.0.1:*").unwrap();
+    let endpoint = router.last_endpoint().unwrap();
+    let dealer = ctx.socket(SocketType::Dealer).unwrap();
+    client(&dealer);
+    let id = format!("{:p}", &dealer);
+    router
+        .monitor(&format!("inproc://server-{id}"), 0xFFFF)
+        .unwrap();
+    dealer
+        .monitor(&format!("inproc://client-{id}"), 0xFFFF)
+        .unwrap();
+    let (sm, cm) = (
+        ctx.socket(SocketType::Pair).unwrap(),
+        ctx.socket(SocketType::Pair).unwrap(),
+    );
+    sm.connect(&format!("inproc://server-{id}")).unwrap();
+    cm.connect(&format!("inproc://client-{id}")).unwrap();
+    dealer.connect(&endpoint).unwrap();
+    dealer.send(b"hello", SendFlags::NONE).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let (mut s_events, mut c_events) = (Vec::new(), Vec::new());
+    let done = |evs: &[MonitorEvent]| {
+        evs.iter().any(|e| {
+            matches!(
+                e.kind,
+                EventKind::HandshakeSucceeded
+                    | EventKind::HandshakeFailedProtocol
+                    | EventKind::HandshakeFailedAuth
+                    | EventKind::HandshakeFailedNoDetail
+            )
+        })
+    };
+    while std::time::Instant::now() < deadline && !(done(&s_events) && done(&c_events)) {
+        let mut items = [PollItem::readable(&sm), PollItem::readable(&cm)];
+        poll(&mut items, Some(Duration::from_millis(50))).unwrap();
+        let (sr, cr) = (items[0].is_readable(), items[1].is_readable());
+        if sr {
+            let (f, _) = sm.recv_multipart(true, 2).unwrap();
+            s_events.extend(MonitorEvent::parse(&f));
+        }
+        if cr {
+            let (f, _) = cm.recv_multipart(true, 2).unwrap();
+            c_events.extend(MonitorEvent::parse(&f));
+        }
+    }
+    (s_events, c_events)
+}
+
+fn kinds(evs: &[MonitorEvent]) -> Vec<(EventKind, u32)> {
+    evs.iter()
+        .filter(|e| {
+            !matches!(
+                e.kind,
+                EventKind::ConnectDelayed | EventKind::ConnectRetried | EventKind::Listening
+            )
+        })
+        .map(|e| (e.kind, e.value))
+        .collect()
+}
+
+#[test]
+fn monitor_reports_handshake_outcomes() {
+    let server_keys = curve_keypair().unwrap();
+    let client_keys = curve_keypair().unwrap();
+    let other = curve_keypair().unwrap();
+    let curve_server = |s: &Socket| {
+        s.set_curve_server(true).unwrap();
+        s.set_curve_secretkey(&key(&server_keys.secret)).unwrap();
+    };
+    let curve_client = |server_public: String| {
+        let c = client_keys.clone();
+        move |s: &Socket| {
+            s.set_curve_serverkey(&key(&server_public)).unwrap();
+            s.set_curve_publickey(&key(&c.public)).unwrap();
+            s.set_curve_secretkey(&key(&c.secret)).unwrap();
+        }
+    };
+    let failed =
+        |evs: &[MonitorEvent], kind, value| evs.iter().any(|e| e.kind == kind && e.value == value);
+    let succeeded =
+        |evs: &[MonitorEvent]| evs.iter().any(|e| e.kind == EventKind::HandshakeSucceeded);
+
+    let (s, c) = handshake_events(curve_server, curve_client(server_keys.public.clone()));
+    assert!(
+        succeeded(&s) && succeeded(&c),
+        "{:?} {:?}",
+        kinds(&s),
+        kinds(&c)
+    );
+
+    // NULL against CURVE, either way round: both sides say so.
+    let mismatch = protocol_error::ZMTP_MECHANISM_MISMATCH;
+    let (s, c) = handshake_events(curve_server, |_s: &Socket| {});
+    assert!(
+        failed(&s, EventKind::HandshakeFailedProtocol, mismatch),
+        "{:?}",
+        kinds(&s)
+    );
+    assert!(
+        failed(&c, EventKind::HandshakeFailedProtocol, mismatch),
+        "{:?}",
+        kinds(&c)
+    );
+    let (s, c) = handshake_events(|_s: &Socket| {}, curve_client(server_keys.public.clone()));
+    assert!(
+        failed(&s, EventKind::HandshakeFailedProtocol, mismatch),
+        "{:?}",
+        kinds(&s)
+    );
+    assert!(
+        failed(&c, EventKind::HandshakeFailedProtocol, mismatch),
+        "{:?}",
+        kinds(&c)
+    );
+
+    // A client expecting another server key: the server cannot open its box,
+    // the client sees the connection dropped during the handshake.
+    let (s, c) = handshake_events(curve_server, curve_client(other.public.clone()));
+    assert!(
+        failed(
+            &s,
+            EventKind::HandshakeFailedProtocol,
+            protocol_error::ZMTP_CRYPTOGRAPHIC
+        ),
+        "{:?}",
+        kinds(&s)
+    );
+    assert!(
+        c.iter()
+            .any(|e| e.kind == EventKind::HandshakeFailedNoDetail),
+        "{:?}",
+        kinds(&c)
+    );
+    assert!(!succeeded(&c));
+}

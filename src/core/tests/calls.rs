@@ -63,8 +63,12 @@ fn the_same_request_id_goes_to_every_target_and_replies_match_on_peer_and_id() {
     });
     let d_inc = sim.mesh("d").incarnation();
     let now = sim.now;
-    sim.mesh("a")
-        .handle_inbound(Origin::Router, &[b"d", &forged.encode(d_inc)], 2, now);
+    sim.mesh("a").handle_inbound(
+        Origin::Router { user_id: None },
+        &[b"d", &forged.encode(d_inc)],
+        2,
+        now,
+    );
     sim.settle();
     assert!(sim.results("a", 1).is_empty());
     assert_eq!(sim.mesh("a").stats().late_replies, 1);

@@ -154,7 +154,7 @@ fn joining_a_node_with_its_own_name_is_refused() {
     .encode(77);
     let now = sim.now;
     sim.mesh("a")
-        .handle_inbound(Origin::Router, &[b"a", &join], 2, now);
+        .handle_inbound(Origin::Router { user_id: None }, &[b"a", &join], 2, now);
     sim.settle();
     assert_eq!(sim.count_sent("a", "REJECT"), 1);
     assert!(sim.mesh("a").peer_info("a").is_none());
@@ -275,7 +275,7 @@ fn an_older_incarnation_that_comes_back_is_refused_as_name_taken() {
     .encode(old_join);
     let now = sim.now;
     sim.mesh("a")
-        .handle_inbound(Origin::Router, &[b"b", &join], 2, now);
+        .handle_inbound(Origin::Router { user_id: None }, &[b"b", &join], 2, now);
     sim.settle();
     assert!(sim.node("a").events.iter().any(|e| matches!(
         e, PeerEvent::Refused { rejection, .. } if rejection.code == RejectCode::NameTaken
@@ -366,7 +366,7 @@ fn joins_a_node_cannot_accept_are_answered_not_dropped() {
     ] {
         sim.node("a").events.clear();
         sim.mesh("a")
-            .handle_inbound(Origin::Router, &[b"x", &frame], 2, now);
+            .handle_inbound(Origin::Router { user_id: None }, &[b"x", &frame], 2, now);
         sim.settle();
         assert!(
             matches!(&sim.node("a").events[..], [PeerEvent::Refused { rejection, .. }] if rejection.code == code),

@@ -20,12 +20,20 @@ fn wrong_frame_counts_are_dropped_and_counted() {
     let mut sim = joined();
     let now = sim.now;
     let ping = Message::Ping { nonce: 1 }.encode(sim.mesh("b").incarnation());
+    sim.mesh("a").handle_inbound(
+        Origin::Router { user_id: None },
+        &[b"b", &ping, b"extra"],
+        3,
+        now,
+    );
     sim.mesh("a")
-        .handle_inbound(Origin::Router, &[b"b", &ping, b"extra"], 3, now);
-    sim.mesh("a")
-        .handle_inbound(Origin::Router, &[b"b"], 1, now);
-    sim.mesh("a")
-        .handle_inbound(Origin::Router, &[b"b", &ping, b"x", b"y"], 1_000_000, now);
+        .handle_inbound(Origin::Router { user_id: None }, &[b"b"], 1, now);
+    sim.mesh("a").handle_inbound(
+        Origin::Router { user_id: None },
+        &[b"b", &ping, b"x", b"y"],
+        1_000_000,
+        now,
+    );
     let stats = sim.mesh("a").stats();
     assert_eq!(stats.wrong_frame_count, 3);
     assert_eq!(sim.mesh("a").peer_info("b").unwrap().stats.malformed, 3);
@@ -39,22 +47,42 @@ fn garbage_oversized_and_unknown_senders_are_counted() {
     sim.mesh("a").cfg.limits.max_message_size = 64;
     let now = sim.now;
     let b_inc = sim.mesh("b").incarnation();
-    sim.mesh("a")
-        .handle_inbound(Origin::Router, &[b"b", b"\x01\x07garbage"], 2, now);
-    sim.mesh("a")
-        .handle_inbound(Origin::Router, &[b"b", &[1u8; 65]], 2, now);
+    sim.mesh("a").handle_inbound(
+        Origin::Router { user_id: None },
+        &[b"b", b"\x01\x07garbage"],
+        2,
+        now,
+    );
+    sim.mesh("a").handle_inbound(
+        Origin::Router { user_id: None },
+        &[b"b", &[1u8; 65]],
+        2,
+        now,
+    );
     let req = Message::Request(Request {
         request_id: 1,
         timeout_ms: 10,
         method: "m",
         args: b"",
     });
-    sim.mesh("a")
-        .handle_inbound(Origin::Router, &[b"stranger", &req.encode(5)], 2, now);
-    sim.mesh("a")
-        .handle_inbound(Origin::Router, &[b"b", &req.encode(b_inc ^ 1)], 2, now);
-    sim.mesh("a")
-        .handle_inbound(Origin::Router, &[&[0u8, 1, 2], &req.encode(5)], 2, now);
+    sim.mesh("a").handle_inbound(
+        Origin::Router { user_id: None },
+        &[b"stranger", &req.encode(5)],
+        2,
+        now,
+    );
+    sim.mesh("a").handle_inbound(
+        Origin::Router { user_id: None },
+        &[b"b", &req.encode(b_inc ^ 1)],
+        2,
+        now,
+    );
+    sim.mesh("a").handle_inbound(
+        Origin::Router { user_id: None },
+        &[&[0u8, 1, 2], &req.encode(5)],
+        2,
+        now,
+    );
     let s = sim.mesh("a").stats();
     assert_eq!(
         (
@@ -82,8 +110,12 @@ fn a_message_using_the_nodes_own_name_is_dropped() {
         method: "m",
         args: b"",
     });
-    sim.mesh("a")
-        .handle_inbound(Origin::Router, &[b"a", &req.encode(5)], 2, now);
+    sim.mesh("a").handle_inbound(
+        Origin::Router { user_id: None },
+        &[b"a", &req.encode(5)],
+        2,
+        now,
+    );
     assert_eq!(sim.mesh("a").stats().bad_routing_id, 1);
     sim.settle();
     assert!(sim.node("a").jobs.is_empty());
@@ -95,8 +127,12 @@ fn not_joined_replies_are_rate_limited() {
     let now = sim.now;
     let ping = Message::Ping { nonce: 1 }.encode(42);
     for _ in 0..1000 {
-        sim.mesh("a")
-            .handle_inbound(Origin::Router, &[b"stranger", &ping], 2, now);
+        sim.mesh("a").handle_inbound(
+            Origin::Router { user_id: None },
+            &[b"stranger", &ping],
+            2,
+            now,
+        );
     }
     sim.settle();
     assert_eq!(sim.count_sent("a", "REJECT"), 200);
@@ -119,7 +155,7 @@ proptest! {
             if *outbound {
                 sim.mesh("a").handle_inbound(Origin::Outbound(&b), &[bytes], *count, now);
             } else {
-                sim.mesh("a").handle_inbound(Origin::Router, &[b"b", bytes], *count, now);
+                sim.mesh("a").handle_inbound(Origin::Router { user_id: None }, &[b"b", bytes], *count, now);
             }
         }
         sim.settle();

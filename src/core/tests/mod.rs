@@ -1,5 +1,6 @@
 //! Deterministic tests of the core: simulated network, injected time.
 
+mod access;
 mod calls;
 mod handshake;
 mod hostile;

@@ -22,6 +22,8 @@ pub struct SimNode {
     /// Run handlers at once, echoing the arguments.
     pub auto_reply: bool,
     pub up: bool,
+    /// CURVE mode: ROUTER messages carry their sender's name as User-Id.
+    pub curve: bool,
 }
 
 pub struct Sim {
@@ -54,6 +56,8 @@ pub fn config(node: &str, network: &str, incarnation: u64, timers: Timers) -> Me
         network: network.to_string(),
         incarnation,
         security: Security::Null,
+        access: Access::AllowList,
+        allowed_keys: Vec::new(),
         timers,
         limits: Limits::default(),
         seed: incarnation,
@@ -106,9 +110,37 @@ impl Sim {
                 sent: Vec::new(),
                 auto_reply: true,
                 up: true,
+                curve: false,
             },
         );
         self.nodes.get_mut(node).unwrap()
+    }
+
+    /// A CURVE node named by a fresh key, allowing `allowed` to connect.
+    /// Returns its name (the key in Z85).
+    pub fn add_curve(&mut self, allowed: &[&str]) -> String {
+        let key = crate::security::Keypair::generate().unwrap();
+        let name = key.public().to_z85();
+        self.seed += 1;
+        let mut cfg = config(&name, "net", self.seed * 1000, timers());
+        cfg.security = Security::Curve;
+        cfg.allowed_keys = allowed.iter().map(|k| k.parse().unwrap()).collect();
+        let mesh = Mesh::new(cfg, self.now);
+        self.nodes.insert(
+            name.clone(),
+            SimNode {
+                mesh,
+                links: BTreeMap::new(),
+                events: Vec::new(),
+                resolved: Vec::new(),
+                jobs: VecDeque::new(),
+                sent: Vec::new(),
+                auto_reply: true,
+                up: true,
+                curve: true,
+            },
+        );
+        name
     }
 
     /// Replaces `node` with a fresh start: new incarnation, no state.
@@ -221,8 +253,11 @@ impl Sim {
                 let Some(dst) = self.nodes.get_mut(&endpoint).filter(|n| n.up) else {
                     return;
                 };
+                // In CURVE mode the connection is authenticated as its sender.
+                let user_id = dst.curve.then_some(from);
+                let origin = Origin::Router { user_id };
                 dst.mesh
-                    .handle_inbound(Origin::Router, &[from.as_bytes(), &t.frame], 2, now);
+                    .handle_inbound(origin, &[from.as_bytes(), &t.frame], 2, now);
             }
             Link::Inbound => {
                 // Our ROUTER reaches the DEALER that t.peer opened to us.
