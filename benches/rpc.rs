@@ -4,11 +4,12 @@
 //! the same process, on the same machine, through the project's own binding.
 //! Raw and Bilateral are measured alternately in chunks, so both see the same
 //! background load (on a small shared virtual machine it changes by tens of
-//! percent within seconds).
+//! percent within seconds). Plaintext and CURVE are compared separately:
+//! Bilateral CURVE against raw libzmq CURVE.
 //!
 //! ```text
-//! cargo bench --bench rpc                 # full run (about a minute)
-//! cargo bench --bench rpc -- --quick      # a smoke run
+//! cargo bench --bench rpc                       # full run (about two minutes)
+//! cargo bench --bench rpc -- --quick            # a smoke run
 //! BILATERAL_SPIN_US=0 cargo bench --bench rpc   # reactor spin off (default 50)
 //! ```
 
@@ -16,7 +17,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bilateral::zmq::{Context, Message, SendFlags, Socket, SocketType};
-use bilateral::{Node, To};
+use bilateral::{Keypair, Node, To};
 
 const PAYLOAD: usize = 64;
 const PIPELINE: usize = 128;
@@ -51,61 +52,28 @@ fn main() {
     println!("raw and bilateral measured alternately in {CHUNKS} chunks each");
     println!();
 
-    let raw = RawEcho::start();
-    let (client, _server) = pair();
     if std::env::args().any(|a| a == "--profile-pipelined") {
         // For `perf record`: nothing but pipelined calls.
+        let (client, _server) = pair(None);
         call_pipelined(&client, s.throughput_messages);
         return;
     }
 
-    let per_chunk = s.latency_round_trips / CHUNKS;
-    let (mut raw_samples, mut call_samples) = (Vec::new(), Vec::new());
-    raw.latency(per_chunk / 10, &mut Vec::new());
-    call_latency(&client, per_chunk / 10, &mut Vec::new());
-    for _ in 0..CHUNKS {
-        raw.latency(per_chunk, &mut raw_samples);
-        call_latency(&client, per_chunk, &mut call_samples);
-    }
-    let (raw_l, call_l) = (summarize(raw_samples), summarize(call_samples));
-    println!(
-        "{:<44} {:>10} {:>10} {:>10}",
-        "round trip", "p50", "p99", "p50 ratio"
-    );
-    print_latency("raw libzmq DEALER->ROUTER echo", &raw_l, &raw_l);
-    print_latency("bilateral call_one", &call_l, &raw_l);
-    println!();
+    let raw = RawEcho::start(None);
+    let (client, server) = pair(None);
+    compare("plaintext", &s, &raw, &client);
+    drop((raw, client, server));
 
-    let per_chunk = s.throughput_messages / CHUNKS;
-    let (mut raw_time, mut call_time) = (Duration::ZERO, Duration::ZERO);
-    for _ in 0..CHUNKS {
-        raw_time += raw.pipelined(per_chunk);
-        call_time += call_pipelined(&client, per_chunk);
-    }
-    let total = (per_chunk * CHUNKS) as f64;
-    let (raw_tp, call_tp) = (
-        total / raw_time.as_secs_f64(),
-        total / call_time.as_secs_f64(),
-    );
-    println!(
-        "{:<44} {:>12} {:>10}",
-        format!("pipelined, {PIPELINE} outstanding"),
-        "per second",
-        "ratio"
-    );
-    println!("{:<44} {:>12.0} {:>9.2}x", "raw libzmq echo", raw_tp, 1.0);
-    println!(
-        "{:<44} {:>12.0} {:>9.2}x",
-        "bilateral calls (one caller thread)",
-        call_tp,
-        call_tp / raw_tp
-    );
-    println!();
-    drop(raw);
-    drop(client);
+    let raw = RawEcho::start(Some((keys(), keys())));
+    let (client, server) = pair(Some((keys(), keys())));
+    compare("CURVE", &s, &raw, &client);
+    drop((raw, client, server));
 
     let (one, sixteen) = fanout(s.fanout_rounds);
-    println!("{:<44} {:>10} {:>10}", "multicast call", "p50", "ratio");
+    println!(
+        "{:<44} {:>10} {:>10}",
+        "multicast call (plaintext)", "p50", "ratio"
+    );
     println!("{:<44} {:>10} {:>9.2}x", "to 1 peer", fmt(one.p50), 1.0);
     println!(
         "{:<44} {:>10} {:>9.2}x",
@@ -119,6 +87,55 @@ fn main() {
     );
 }
 
+/// Latency and pipelined throughput of `client`'s calls against `raw`.
+fn compare(mode: &str, s: &Settings, raw: &RawEcho, client: &Node) {
+    let per_chunk = s.latency_round_trips / CHUNKS;
+    let (mut raw_samples, mut call_samples) = (Vec::new(), Vec::new());
+    raw.latency(per_chunk / 10, &mut Vec::new());
+    call_latency(client, per_chunk / 10, &mut Vec::new());
+    for _ in 0..CHUNKS {
+        raw.latency(per_chunk, &mut raw_samples);
+        call_latency(client, per_chunk, &mut call_samples);
+    }
+    let (raw_l, call_l) = (summarize(raw_samples), summarize(call_samples));
+    println!(
+        "{:<44} {:>10} {:>10} {:>10}",
+        format!("round trip ({mode})"),
+        "p50",
+        "p99",
+        "p50 ratio"
+    );
+    print_latency("raw libzmq DEALER->ROUTER echo", &raw_l, &raw_l);
+    print_latency("bilateral call_one", &call_l, &raw_l);
+    println!();
+
+    let per_chunk = s.throughput_messages / CHUNKS;
+    let (mut raw_time, mut call_time) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..CHUNKS {
+        raw_time += raw.pipelined(per_chunk);
+        call_time += call_pipelined(client, per_chunk);
+    }
+    let total = (per_chunk * CHUNKS) as f64;
+    let (raw_tp, call_tp) = (
+        total / raw_time.as_secs_f64(),
+        total / call_time.as_secs_f64(),
+    );
+    println!(
+        "{:<44} {:>12} {:>10}",
+        format!("pipelined, {PIPELINE} outstanding ({mode})"),
+        "per second",
+        "ratio"
+    );
+    println!("{:<44} {:>12.0} {:>9.2}x", "raw libzmq echo", raw_tp, 1.0);
+    println!(
+        "{:<44} {:>12.0} {:>9.2}x",
+        "bilateral calls (one caller thread)",
+        call_tp,
+        call_tp / raw_tp
+    );
+    println!();
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -129,6 +146,17 @@ fn spin() -> Duration {
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
     Duration::from_micros(us)
+}
+
+fn keys() -> Keypair {
+    Keypair::generate().unwrap()
+}
+
+fn secret(keys: &Keypair) -> [u8; 32] {
+    bilateral::zmq::z85_decode(&keys.secret_z85())
+        .unwrap()
+        .try_into()
+        .unwrap()
 }
 
 struct Latency {
@@ -171,11 +199,16 @@ struct RawEcho {
 }
 
 impl RawEcho {
-    fn start() -> Self {
+    /// With `curve`, the server's and the client's keys.
+    fn start(curve: Option<(Keypair, Keypair)>) -> Self {
         let ctx = Context::new().unwrap();
         let router = ctx.socket(SocketType::Router).unwrap();
         router.set_sndhwm(0).unwrap();
         router.set_rcvhwm(0).unwrap();
+        if let Some((server, _)) = &curve {
+            router.set_curve_server(true).unwrap();
+            router.set_curve_secretkey(&secret(server)).unwrap();
+        }
         router.bind("tcp://127.0.0.1:*").unwrap();
         let endpoint = router.last_endpoint().unwrap();
         let server = std::thread::spawn(move || {
@@ -192,6 +225,15 @@ impl RawEcho {
         let dealer = ctx.socket(SocketType::Dealer).unwrap();
         dealer.set_sndhwm(0).unwrap();
         dealer.set_rcvhwm(0).unwrap();
+        if let Some((server, client)) = &curve {
+            dealer
+                .set_curve_serverkey(server.public().as_bytes())
+                .unwrap();
+            dealer
+                .set_curve_publickey(client.public().as_bytes())
+                .unwrap();
+            dealer.set_curve_secretkey(&secret(client)).unwrap();
+        }
         dealer.connect(&endpoint).unwrap();
         RawEcho {
             dealer,
@@ -237,24 +279,42 @@ impl Drop for RawEcho {
     }
 }
 
-fn pair() -> (Node, Node) {
-    let server = Node::builder("server")
+/// A client and a server node; with `curve`, the server's and client's keys.
+fn pair(curve: Option<(Keypair, Keypair)>) -> (Node, Node) {
+    let workers = std::env::var("BILATERAL_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let (server, client) = match &curve {
+        None => (Node::builder("server"), Node::builder("client")),
+        Some((s, c)) => (
+            Node::secure_builder(s).allow_keys([*c.public()]),
+            Node::secure_builder(c),
+        ),
+    };
+    let server = server
         .listen("tcp://127.0.0.1:*")
         .reactor_spin(spin())
+        .workers(workers)
         .start()
         .unwrap();
     server.register("echo", |_c, s: String| Ok(s)).unwrap();
-    let client = Node::builder("client")
-        .reactor_spin(spin())
-        .start()
+    let client = client.reactor_spin(spin()).start().unwrap();
+    client
+        .connect(server.name(), server.endpoint().unwrap())
         .unwrap();
     client
-        .connect("server", server.endpoint().unwrap())
-        .unwrap();
-    client
-        .wait_for_peer("server", Duration::from_secs(10))
+        .wait_for_peer(server.name(), Duration::from_secs(10))
         .unwrap();
     (client, server)
+}
+
+/// The one peer of a benchmark client.
+fn server_of(client: &Node) -> String {
+    client
+        .active_connections()
+        .pop()
+        .expect("the client has its server")
 }
 
 fn payload() -> String {
@@ -262,11 +322,11 @@ fn payload() -> String {
 }
 
 fn call_latency(client: &Node, n: usize, samples: &mut Vec<Duration>) {
-    let arg = payload();
+    let (arg, server) = (payload(), server_of(client));
     for _ in 0..n {
         let t = Instant::now();
         let r: String = client
-            .call_one("server", "echo", &arg, Duration::from_secs(5))
+            .call_one(&server, "echo", &arg, Duration::from_secs(5))
             .unwrap();
         samples.push(t.elapsed());
         assert_eq!(r.len(), PAYLOAD);
@@ -274,10 +334,10 @@ fn call_latency(client: &Node, n: usize, samples: &mut Vec<Duration>) {
 }
 
 fn call_pipelined(client: &Node, n: usize) -> Duration {
-    let arg = payload();
+    let (arg, server) = (payload(), server_of(client));
     let start = || {
         client
-            .start_call::<_, String>("server", "echo", &arg, Duration::from_secs(30))
+            .start_call::<_, String>(&server, "echo", &arg, Duration::from_secs(30))
             .unwrap()
     };
     let started = Instant::now();

@@ -77,7 +77,8 @@ fn a_wrong_network_name_is_an_event_and_an_error_on_the_connecting_side() {
     assert!(b_events
         .wait_for(PATIENCE, |e| matches!(e, PeerEvent::Refused { rejection, .. } if rejection.code == RejectCode::WrongNetwork))
         .is_some());
-    // The refusal is remembered: a later wait fails at once, a call says why.
+    // The refusal is remembered: a later wait that sees no join says why, and
+    // so does a call.
     assert!(matches!(
         a.wait_for_peer("b", Duration::from_millis(1)),
         Err(Error::Rejected { .. })

@@ -247,20 +247,17 @@ impl Node {
         }
     }
 
-    /// Waits until `peer` is in session. Fails at once with
-    /// [`Error::Rejected`] if the peer refuses us (the node keeps retrying in
-    /// the background), and with [`Error::Timeout`] at the deadline.
+    /// Waits until `peer` is in session.
+    ///
+    /// Fails with [`Error::Rejected`] as soon as the peer refuses a join
+    /// attempt during the wait (the node keeps retrying in the background),
+    /// and at the deadline with [`Error::Rejected`] if the last attempt before
+    /// it was refused, [`Error::Timeout`] otherwise.
     pub fn wait_for_peer(&self, peer: &str, timeout: Duration) -> Result<(), Error> {
         let deadline = Instant::now() + timeout;
         let events = self.events();
         if self.inner.directory.read().state(peer) == Some(PeerState::Active) {
             return Ok(());
-        }
-        if let Some(rejection) = self.peer_info(peer).and_then(|i| i.last_rejection) {
-            return Err(Error::Rejected {
-                peer: peer.to_string(),
-                rejection,
-            });
         }
         loop {
             match events.recv_deadline(deadline) {
@@ -272,7 +269,15 @@ impl Node {
                     });
                 }
                 Ok(_) => continue,
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => return Err(Error::Timeout),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    return match self.peer_info(peer).and_then(|i| i.last_rejection) {
+                        Some(rejection) => Err(Error::Rejected {
+                            peer: peer.to_string(),
+                            rejection,
+                        }),
+                        None => Err(Error::Timeout),
+                    };
+                }
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
                     return Err(Error::Closed);
                 }
