@@ -376,3 +376,28 @@ fn curve_nodes_need_their_own_context_and_names_must_be_their_keys() {
     let wrong_name = Node::builder("not-the-key").curve(k).start();
     assert!(matches!(wrong_name, Err(Error::InvalidConfig(_))));
 }
+
+#[test]
+fn a_callback_policy_decides_per_key() {
+    let (ks, good, bad) = (keys(), keys(), keys());
+    let good_key = *good.public();
+    let server = secure(&ks)
+        .authorize_with(move |key| *key == good_key)
+        .start()
+        .unwrap();
+    let events = server.events();
+    let ok = secure(&good).start().unwrap();
+    let refused = secure(&bad).start().unwrap();
+    join(&ok, &server);
+    refused
+        .connect(server.name(), server.endpoint().unwrap())
+        .unwrap();
+    assert!(matches!(
+        refused.wait_for_peer(server.name(), PATIENCE),
+        Err(Error::Rejected { .. })
+    ));
+    assert!(events
+        .wait_for(PATIENCE, |e| matches!(e, PeerEvent::Unauthorized { key, .. } if *key == bad.public().to_z85()))
+        .is_some());
+    assert_eq!(server.active_connections(), [ok.name().to_string()]);
+}
