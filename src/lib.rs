@@ -56,9 +56,11 @@
 
 pub mod core;
 pub mod error;
+pub mod faults;
 pub mod node;
 pub mod protocol;
 pub mod security;
+pub mod testkit;
 pub mod zmq;
 
 pub use crate::core::{

@@ -121,6 +121,11 @@ impl<C: Clone> Mesh<C> {
         now: Instant,
     ) {
         if let Some(peer) = self.peers.get_mut(name) {
+            if !peer.recent_requests.insert(r.request_id) {
+                // A copy of a request already admitted: each runs at most once.
+                self.stats.duplicate_requests += 1;
+                return;
+            }
             peer.stats.calls_in += 1;
         }
         if self.queued_handlers >= self.cfg.limits.max_queued_handlers {

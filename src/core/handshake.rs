@@ -191,8 +191,13 @@ impl<C: Clone> Mesh<C> {
         if self.peers.get(&name).is_some_and(|p| p.session.is_none()) {
             self.begin_session(&name, incarnation, now);
         }
+        // A JOIN opens the inbound link but does not keep an existing one
+        // alive: a peer that keeps JOINing is one that cannot hear us, and its
+        // session must time out here too.
         if let Some(peer) = self.peers.get_mut(&name) {
-            peer.heard_on(Link::Inbound, now);
+            if peer.inbound.is_none() {
+                peer.heard_on(Link::Inbound, now);
+            }
         }
         let welcome = Message::Welcome(Welcome {
             version: high,
@@ -402,6 +407,7 @@ impl<C: Clone> Mesh<C> {
             return;
         };
         peer.session = Some(super::peer::Session { incarnation });
+        peer.recent_requests.clear();
         peer.stats.sessions += 1;
         peer.pinger.next_at = now + heartbeat;
         peer.pinger.outstanding = None;

@@ -30,5 +30,7 @@ pub use mesh::{Action, Job, JobDone, JobOutcome, Mesh, Origin, SendFailure, Tran
 pub use peer::{Link, PeerInfo, PeerState};
 pub use stats::{NodeStats, PeerStats};
 
+pub(crate) use rng::Rng;
+
 #[cfg(test)]
 mod tests;

@@ -99,6 +99,38 @@ pub(crate) struct Pinger {
     pub outstanding: Option<(u64, Instant)>,
 }
 
+/// Request ids recently received from one session, to run each request at
+/// most once even if the network (or a fault plan) duplicates it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RecentRequests {
+    set: std::collections::HashSet<u64>,
+    order: VecDeque<u64>,
+}
+
+impl RecentRequests {
+    /// How many ids are remembered per session.
+    const CAPACITY: usize = 4096;
+
+    /// Records `id`; returns false if it was already recorded.
+    pub(crate) fn insert(&mut self, id: u64) -> bool {
+        if !self.set.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > Self::CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.set.clear();
+        self.order.clear();
+    }
+}
+
 /// Incarnations displaced by a newer one with the same name; a JOIN from one
 /// of them is refused as `NameTaken` (two live nodes claiming one name).
 const SUPERSEDED_KEPT: usize = 4;
@@ -113,6 +145,7 @@ pub(crate) struct Peer {
     pub superseded: VecDeque<u64>,
     pub last_rejection: Option<Rejection>,
     pub stats: PeerStats,
+    pub recent_requests: RecentRequests,
 }
 
 impl Peer {
@@ -130,6 +163,7 @@ impl Peer {
             superseded: VecDeque::new(),
             last_rejection: None,
             stats: PeerStats::default(),
+            recent_requests: RecentRequests::default(),
         }
     }
 

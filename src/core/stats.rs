@@ -29,6 +29,9 @@ pub struct NodeStats {
     pub requests_refused: u64,
     /// Casts dropped because the handler queue was full.
     pub casts_dropped: u64,
+    /// Copies of requests already received in the same session, dropped
+    /// (a request runs at most once).
+    pub duplicate_requests: u64,
     /// Requests whose caller's deadline passed before a worker could start them.
     pub requests_expired: u64,
     /// Frames a socket refused (full queue or vanished connection).

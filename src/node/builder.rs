@@ -17,6 +17,7 @@ use super::workers::WorkerPool;
 use super::{Inner, Node, Running};
 use crate::core::{Access, Limits, Mesh, MeshConfig, Timers};
 use crate::error::Error;
+use crate::faults::{FaultInjector, FaultPlan};
 use crate::protocol::{NodeName, Security};
 use crate::security::{Keypair, PublicKey};
 use crate::zmq::Context;
@@ -56,6 +57,7 @@ pub struct NodeBuilder {
     access: Access,
     allowed_keys: Vec<PublicKey>,
     allowed_keys_file: Option<std::path::PathBuf>,
+    faults: Option<FaultPlan>,
 }
 
 impl NodeBuilder {
@@ -78,6 +80,7 @@ impl NodeBuilder {
             access: Access::AllowList,
             allowed_keys: Vec::new(),
             allowed_keys_file: None,
+            faults: None,
         }
     }
 
@@ -251,6 +254,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Starts with fault injection on (see [`crate::faults`]); change it at
+    /// run time with [`Node::set_faults`].
+    pub fn faults(mut self, plan: FaultPlan) -> Self {
+        self.faults = Some(plan);
+        self
+    }
+
     /// Uses a shared ZeroMQ context instead of a new one. Nodes must share a
     /// context to reach each other over `inproc://`.
     pub fn context(mut self, context: Context) -> Self {
@@ -285,6 +295,9 @@ impl NodeBuilder {
         }
         if self.limits.max_message_size < 1024 || self.high_water_mark < 0 {
             return bad("the maximum message size must be at least 1 KiB");
+        }
+        if self.faults.as_ref().is_some_and(|p| !p.is_valid()) {
+            return bad("fault fractions must be within 0.0..=1.0");
         }
         if let Some(keys) = &self.curve {
             if name.as_str() != keys.public().to_z85() {
@@ -397,6 +410,7 @@ impl NodeBuilder {
             events: events.clone(),
             directory: directory.clone(),
             published_generation: None,
+            faults: self.faults.clone().map(FaultInjector::new),
         };
         let thread = std::thread::Builder::new()
             .name(format!("bilateral-reactor-{name}"))
@@ -433,7 +447,7 @@ impl NodeBuilder {
 }
 
 /// A random value from the operating system, for incarnations and seeds.
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     let mut bytes = [0u8; 8];
     if getrandom::fill(&mut bytes).is_err() {
         // No OS randomness: fall back to the clock and the process id, which

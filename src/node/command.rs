@@ -7,6 +7,7 @@ use crossbeam_channel::Sender;
 
 use crate::core::{NodeStats, Outcome, PeerInfo};
 use crate::error::Error;
+use crate::faults::{FaultPlan, FaultStats};
 use crate::protocol::NodeName;
 use crate::security::PublicKey;
 
@@ -69,6 +70,19 @@ pub(crate) enum Command {
     AllowedKeys {
         reply: Sender<Vec<PublicKey>>,
     },
+    /// Change or read the fault plan; the reply is the injector's counters.
+    Faults {
+        change: FaultChange,
+        reply: Sender<Option<FaultStats>>,
+    },
+}
+
+/// A change to a node's fault plan.
+pub(crate) enum FaultChange {
+    Set(Option<Box<FaultPlan>>),
+    Partition(Vec<String>),
+    Heal,
+    Query,
 }
 
 impl Command {
@@ -88,7 +102,8 @@ impl Command {
             | Command::Cast { .. }
             | Command::Query { .. }
             | Command::Access { .. }
-            | Command::AllowedKeys { .. } => {}
+            | Command::AllowedKeys { .. }
+            | Command::Faults { .. } => {}
         }
     }
 }

@@ -31,9 +31,10 @@ pub use handlers::{CallContext, HandlerError};
 
 use crate::core::{NodeStats, PeerEvent, PeerInfo, PeerState};
 use crate::error::{CallError, Error, Side};
+use crate::faults::{FaultPlan, FaultStats};
 use crate::protocol::{MethodName, NodeName};
 use crate::security::{Keypair, PublicKey};
-use command::{CallSink, Command, Snapshot};
+use command::{CallSink, Command, FaultChange, Snapshot};
 use directory::Directory;
 use events::EventHub;
 use handlers::Registry;
@@ -519,6 +520,49 @@ impl Node {
         self.inner.close();
     }
 
+    /// Replaces the fault plan (`None`: faults off; messages held back for a
+    /// delay are then delivered at once). See [`crate::faults`].
+    pub fn set_faults(&self, plan: Option<FaultPlan>) -> Result<(), Error> {
+        if plan.as_ref().is_some_and(|p| !p.is_valid()) {
+            return Err(Error::InvalidConfig(
+                "fault fractions must be within 0.0..=1.0".into(),
+            ));
+        }
+        self.fault_command(FaultChange::Set(plan.map(Box::new)))
+            .map(|_| ())
+    }
+
+    /// Cuts this node off from `peers`, both ways, until [`Node::heal`]:
+    /// nothing is sent to them and what they send is dropped on arrival, as
+    /// in a network partition. Other faults of the plan are kept.
+    pub fn partition<I, S>(&self, peers: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let peers = peers.into_iter().map(Into::into).collect();
+        self.fault_command(FaultChange::Partition(peers))
+            .map(|_| ())
+    }
+
+    /// Removes every partition set by [`Node::partition`] or the fault plan.
+    pub fn heal(&self) -> Result<(), Error> {
+        self.fault_command(FaultChange::Heal).map(|_| ())
+    }
+
+    /// What fault injection has done so far, if a plan is set.
+    pub fn fault_stats(&self) -> Option<FaultStats> {
+        self.fault_command(FaultChange::Query).ok().flatten()
+    }
+
+    fn fault_command(&self, change: FaultChange) -> Result<Option<FaultStats>, Error> {
+        let (reply, answer) = bounded(1);
+        self.send_command(Command::Faults { change, reply })?;
+        answer
+            .recv_timeout(REACTOR_ANSWER)
+            .map_err(|_| Error::Closed)
+    }
+
     /// Stops the node as a crash would: no PART, peers find out by silence
     /// (or by the next incarnation). Meant for tests of failure handling; the
     /// local side still fails pending calls with [`CallError::Closed`] and
@@ -579,6 +623,11 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// 32 random bits (for unique test endpoint names).
+pub(crate) fn random_u32() -> u32 {
+    builder::random_u64() as u32
 }
 
 fn node_name(name: &str) -> Result<NodeName, Error> {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use parking_lot::RwLock;
 
-use super::command::{CallSink, Command, Snapshot};
+use super::command::{CallSink, Command, FaultChange, Snapshot};
 use super::directory::Directory;
 use super::events::EventHub;
 use super::sockets::{self, Monitored, SocketOptions};
@@ -24,6 +24,7 @@ use super::spin::SpinPermit;
 use super::waker::{WakeReceiver, Waker};
 use crate::core::{Action, Job, JobDone, JobOutcome, Link, Mesh, Origin, SendFailure, Transmit};
 use crate::error::Error;
+use crate::faults::{Direction, FaultInjector, FaultPlan};
 use crate::protocol::{NodeName, ReplyStatus};
 use crate::security::zap;
 use crate::zmq::{Context, Message, MonitorEvent, PollItem, SendFlags, Socket};
@@ -58,6 +59,25 @@ pub(crate) struct Reactor {
     pub events: Arc<EventHub>,
     pub directory: Arc<RwLock<Directory>>,
     pub published_generation: Option<u64>,
+    /// Fault injection, when a plan is set.
+    pub faults: Option<FaultInjector<Faulted>>,
+}
+
+/// A message in the hands of the fault injector.
+#[derive(Clone)]
+pub(crate) enum Faulted {
+    Send(Transmit),
+    Receive(Received),
+}
+
+/// An inbound message, copied out of its ZeroMQ frames so it can be held.
+#[derive(Clone)]
+pub(crate) struct Received {
+    /// `None` for the ROUTER, else the peer whose DEALER it came on.
+    dealer: Option<NodeName>,
+    user_id: Option<String>,
+    frames: Vec<Vec<u8>>,
+    total: usize,
 }
 
 /// What a poll found readable.
@@ -92,9 +112,9 @@ impl Reactor {
                 if self.has_queued_work() {
                     Some(Duration::ZERO)
                 } else {
-                    self.mesh
-                        .poll_timeout()
-                        .map(|t| t.saturating_duration_since(now))
+                    let held = self.faults.as_ref().and_then(FaultInjector::poll_timeout);
+                    let next = self.mesh.poll_timeout().into_iter().chain(held).min();
+                    next.map(|t| t.saturating_duration_since(now))
                 }
             };
             let ready = match self.wait(timeout) {
@@ -128,6 +148,7 @@ impl Reactor {
             for peer in &ready.dealers {
                 self.read_dealer(peer, now);
             }
+            self.release_held(now);
             let mut active = self.drain_done(now);
             active |= self.drain_commands(now);
             self.mesh.handle_timeout(now);
@@ -206,10 +227,23 @@ impl Reactor {
                     } else {
                         None
                     };
-                    let origin = Origin::Router {
-                        user_id: user_id.as_deref(),
-                    };
-                    self.mesh.handle_inbound(origin, &parts, total, now);
+                    if self.faults.is_some() {
+                        let received = Received {
+                            dealer: None,
+                            user_id,
+                            frames: owned(&parts),
+                            total,
+                        };
+                        let peer =
+                            String::from_utf8_lossy(parts.first().copied().unwrap_or_default())
+                                .into_owned();
+                        self.inject(Direction::Receive, &peer, Faulted::Receive(received), now);
+                    } else {
+                        let origin = Origin::Router {
+                            user_id: user_id.as_deref(),
+                        };
+                        self.mesh.handle_inbound(origin, &parts, total, now);
+                    }
                 }
                 Err(e) if e.is_again() => return,
                 Err(e) => {
@@ -228,8 +262,23 @@ impl Reactor {
             match dealer.socket.recv_multipart(true, MAX_FRAMES) {
                 Ok((frames, total)) => {
                     let parts: Vec<&[u8]> = frames.iter().map(Message::as_bytes).collect();
-                    self.mesh
-                        .handle_inbound(Origin::Outbound(peer), &parts, total, now);
+                    if self.faults.is_some() {
+                        let received = Received {
+                            dealer: Some(peer.clone()),
+                            user_id: None,
+                            frames: owned(&parts),
+                            total,
+                        };
+                        self.inject(
+                            Direction::Receive,
+                            peer.as_str(),
+                            Faulted::Receive(received),
+                            now,
+                        );
+                    } else {
+                        self.mesh
+                            .handle_inbound(Origin::Outbound(peer), &parts, total, now);
+                    }
                 }
                 Err(e) if e.is_again() => return,
                 Err(e) => {
@@ -395,6 +444,10 @@ impl Reactor {
             Command::AllowedKeys { reply } => {
                 let _ = reply.send(self.mesh.allowed_keys());
             }
+            Command::Faults { change, reply } => {
+                self.change_faults(change);
+                let _ = reply.send(self.faults.as_ref().map(FaultInjector::stats));
+            }
         }
     }
 
@@ -472,6 +525,86 @@ impl Reactor {
     }
 
     fn transmit(&mut self, t: Transmit) {
+        if self.faults.is_some() {
+            let peer = t.peer.clone();
+            self.inject(
+                Direction::Send,
+                peer.as_str(),
+                Faulted::Send(t),
+                Instant::now(),
+            );
+        } else {
+            self.send_now(t);
+        }
+    }
+
+    /// Passes a message through the fault injector and delivers what comes
+    /// out at once; the rest is held until `release_held`.
+    fn inject(&mut self, direction: Direction, peer: &str, item: Faulted, now: Instant) {
+        let Some(faults) = &mut self.faults else {
+            return;
+        };
+        for item in faults.apply(direction, peer, item, now) {
+            self.deliver(item, now);
+        }
+    }
+
+    /// Delivers held messages that are due.
+    fn release_held(&mut self, now: Instant) {
+        let Some(faults) = &mut self.faults else {
+            return;
+        };
+        for item in faults.take_due(now) {
+            self.deliver(item, now);
+        }
+    }
+
+    fn deliver(&mut self, item: Faulted, now: Instant) {
+        match item {
+            Faulted::Send(t) => self.send_now(t),
+            Faulted::Receive(r) => {
+                let parts: Vec<&[u8]> = r.frames.iter().map(Vec::as_slice).collect();
+                let origin = match &r.dealer {
+                    Some(peer) => Origin::Outbound(peer),
+                    None => Origin::Router {
+                        user_id: r.user_id.as_deref(),
+                    },
+                };
+                self.mesh.handle_inbound(origin, &parts, r.total, now);
+            }
+        }
+    }
+
+    fn change_faults(&mut self, change: FaultChange) {
+        let current = self.faults.as_ref().map(|f| f.plan().clone());
+        let plan = match change {
+            FaultChange::Query => return,
+            FaultChange::Set(plan) => plan.map(|p| *p),
+            FaultChange::Partition(peers) => {
+                let mut plan = current.unwrap_or_else(|| FaultPlan::new(self.options.incarnation));
+                for peer in peers {
+                    plan = plan.partition(peer);
+                }
+                Some(plan)
+            }
+            FaultChange::Heal => current.map(FaultPlan::heal),
+        };
+        match (plan, &mut self.faults) {
+            (Some(plan), Some(faults)) => faults.set_plan(plan),
+            (Some(plan), None) => self.faults = Some(FaultInjector::new(plan)),
+            (None, _) => {
+                // Faults off: what is held is delivered now, not lost.
+                if let Some(mut faults) = self.faults.take() {
+                    let now = Instant::now();
+                    for item in faults.take_due(now + Duration::from_secs(86_400 * 365)) {
+                        self.deliver(item, now);
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_now(&mut self, t: Transmit) {
         let result = match t.link {
             Link::Outbound => match self.dealers.get(&t.peer) {
                 Some(dealer) => dealer
@@ -573,4 +706,8 @@ fn read_event(monitor: &Socket) -> Option<MonitorEvent> {
         Ok((frames, _)) => MonitorEvent::parse(&frames),
         Err(_) => None,
     }
+}
+
+fn owned(parts: &[&[u8]]) -> Vec<Vec<u8>> {
+    parts.iter().map(|p| p.to_vec()).collect()
 }

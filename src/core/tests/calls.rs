@@ -209,3 +209,26 @@ fn a_failed_send_fails_its_call_entry_at_once() {
         [(0, Err(CallError::Overloaded(Side::Local)))]
     );
 }
+
+#[test]
+fn a_duplicated_request_runs_once() {
+    let mut sim = mesh();
+    sim.node("b").auto_reply = false;
+    sim.call("a", &["b"], 1, ms(1000));
+    // Deliver the REQUEST twice: the shell of a faulty network would.
+    let frame = loop {
+        match sim.mesh("a").poll_action() {
+            Some(Action::Transmit(t)) if t.request_id.is_some() => break t.frame,
+            Some(_) => continue,
+            None => panic!("no REQUEST"),
+        }
+    };
+    let now = sim.now;
+    for _ in 0..3 {
+        sim.mesh("b")
+            .handle_inbound(Origin::Router { user_id: None }, &[b"a", &frame], 2, now);
+    }
+    sim.settle();
+    assert_eq!(sim.node("b").jobs.len(), 1, "the handler runs once");
+    assert_eq!(sim.mesh("b").stats().duplicate_requests, 2);
+}

@@ -201,3 +201,23 @@ fn poll_timeout_tracks_the_earliest_timer() {
     // The call was answered during settle? No: settle has not run yet.
     assert_eq!(sim.mesh("a").poll_timeout(), Some(t0 + ms(300)));
 }
+
+#[test]
+fn a_peer_that_only_keeps_joining_is_lost_on_the_listening_side_too() {
+    let mut sim = Sim::new();
+    sim.add("a");
+    sim.add("b");
+    sim.connect("a", "b");
+    sim.settle();
+    // a hears nothing from b any more; b still hears a.
+    sim.block("b", "a");
+    sim.advance(ms(5000));
+    assert_eq!(sim.lost("a"), [("b".to_string(), LostReason::Timeout)]);
+    // a now only sends JOINs, which b answers in vain: b must not take them
+    // for a live session.
+    sim.advance(ms(6000));
+    assert_eq!(sim.lost("b"), [("a".to_string(), LostReason::Timeout)]);
+    sim.heal();
+    sim.advance(ms(35_000));
+    assert!(sim.active("a", "b") && sim.active("b", "a"));
+}
