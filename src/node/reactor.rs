@@ -401,10 +401,15 @@ impl Reactor {
                     log::warn!("cannot connect to {peer} at {endpoint}: {e}");
                     self.mesh.handle_disconnect(&peer, now);
                 }
+                // The caller must find the directory as this command left it.
+                self.publish_directory();
                 let _ = reply.send(result);
             }
             Command::Disconnect { peer, reply } => {
-                let _ = reply.send(self.mesh.handle_disconnect(&peer, now));
+                let known = self.mesh.handle_disconnect(&peer, now);
+                self.execute();
+                self.publish_directory();
+                let _ = reply.send(known);
             }
             Command::Call {
                 targets,

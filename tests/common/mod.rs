@@ -63,3 +63,42 @@ pub fn is_joined(e: &PeerEvent, name: &str) -> bool {
 pub fn is_lost(e: &PeerEvent, name: &str) -> bool {
     matches!(e, PeerEvent::Lost { peer, .. } if peer.as_str() == name)
 }
+
+/// Threads of this process.
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Open file descriptors of this process.
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Resident memory of this process, in bytes.
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Waits until threads and file descriptors are back to `(threads, fds)`.
+pub fn wait_for_baseline(threads: usize, fds: usize) {
+    let deadline = Instant::now() + PATIENCE;
+    while thread_count() > threads || fd_count() > fds {
+        assert!(
+            Instant::now() < deadline,
+            "leak: {} threads (was {threads}), {} fds (was {fds})",
+            thread_count(),
+            fd_count()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
