@@ -129,13 +129,13 @@ fn five_nodes_on_a_bad_network_answer_every_call_by_its_deadline() {
             node.stats()
         );
     }
-    assert!(calls >= 1_000, "only {calls} calls in {secs} s");
+    assert!(calls >= 40 * secs, "only {calls} calls in {secs} s");
     let ok = tally.get("ok").copied().unwrap_or(0);
     let total: u64 = tally.values().sum();
     assert!(ok * 10 >= total * 6, "{ok} of {total} answered");
     for kind in ["other", "remote error"] {
         assert!(
-            tally.get(kind).is_none(),
+            !tally.contains_key(kind),
             "only the expected failure kinds: {tally:?}"
         );
     }
