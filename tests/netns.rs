@@ -1,0 +1,229 @@
+//! Three hosts in three network namespaces on one bridge (198.18.0.0/24):
+//! taking one host's link down partitions it, its peers report it lost, and
+//! bringing the link back heals the mesh without restarting anything.
+//!
+//! Needs root and iproute2 (`ip netns add`); skipped with a message where
+//! namespaces cannot be made. Everything it creates is removed afterwards.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bilateral::PeerEvent;
+use common::*;
+
+const LISTEN_ENV: &str = "BILATERAL_NETNS_LISTEN";
+const NAME_ENV: &str = "BILATERAL_NETNS_NAME";
+const PEERS_ENV: &str = "BILATERAL_NETNS_PEERS";
+
+/// The body of a node process inside a namespace (started by the test below).
+#[test]
+fn netns_node() {
+    let (Ok(listen), Ok(name)) = (std::env::var(LISTEN_ENV), std::env::var(NAME_ENV)) else {
+        return;
+    };
+    let node = builder_on(&name, &listen)
+        .start()
+        .expect("node starts in its namespace");
+    let events = node.events();
+    for peer in std::env::var(PEERS_ENV)
+        .unwrap_or_default()
+        .split(',')
+        .filter(|p| !p.is_empty())
+    {
+        let (peer, endpoint) = peer.split_once('=').expect("name=endpoint");
+        node.connect(peer, endpoint).unwrap();
+    }
+    println!("\nREADY");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline {
+        match events.recv_timeout(Duration::from_millis(200)) {
+            Some(PeerEvent::Joined { peer, .. }) => println!("\nJOINED {peer}"),
+            Some(PeerEvent::Lost { peer, .. }) => println!("\nLOST {peer}"),
+            _ => {}
+        }
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The namespaces, bridge and node processes; all removed on drop.
+struct Lab {
+    tag: String,
+    hosts: usize,
+    children: Vec<Child>,
+}
+
+impl Lab {
+    fn ns(&self, i: usize) -> String {
+        format!("{}n{i}", self.tag)
+    }
+
+    fn veth(&self, i: usize) -> String {
+        format!("{}v{i}", self.tag)
+    }
+
+    fn bridge(&self) -> String {
+        format!("{}br", self.tag)
+    }
+
+    fn address(i: usize) -> String {
+        format!("198.18.0.{}", i + 1)
+    }
+
+    fn build(hosts: usize) -> Result<Lab, String> {
+        let lab = Lab {
+            tag: format!("bl{}", std::process::id() % 100_000),
+            hosts: 0,
+            children: Vec::new(),
+        };
+        let mut lab = lab;
+        ip(&["link", "add", &lab.bridge(), "type", "bridge"])?;
+        ip(&["link", "set", &lab.bridge(), "up"])?;
+        for i in 0..hosts {
+            ip(&["netns", "add", &lab.ns(i)])?;
+            lab.hosts = i + 1;
+            ip(&[
+                "link",
+                "add",
+                &lab.veth(i),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                &lab.ns(i),
+            ])?;
+            ip(&["link", "set", &lab.veth(i), "master", &lab.bridge()])?;
+            ip(&["link", "set", &lab.veth(i), "up"])?;
+            ip(&[
+                "-n",
+                &lab.ns(i),
+                "addr",
+                "add",
+                &format!("{}/24", Lab::address(i)),
+                "dev",
+                "eth0",
+            ])?;
+            ip(&["-n", &lab.ns(i), "link", "set", "eth0", "up"])?;
+            ip(&["-n", &lab.ns(i), "link", "set", "lo", "up"])?;
+        }
+        Ok(lab)
+    }
+
+    /// Starts node `name` in namespace `i`, dialling `peers`; returns a
+    /// receiver of the lines it prints.
+    fn start(&mut self, i: usize, name: &str, peers: &str) -> crossbeam_channel::Receiver<String> {
+        let exe = std::env::current_exe().unwrap();
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(i)])
+            .arg(exe)
+            .args(["netns_node", "--exact", "--nocapture", "--test-threads=1"])
+            .env(LISTEN_ENV, format!("tcp://{}:7000", Lab::address(i)))
+            .env(NAME_ENV, name)
+            .env(PEERS_ENV, peers)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ip netns exec runs");
+        let stdout = child.stdout.take().unwrap();
+        self.children.push(child);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line.trim().to_string());
+            }
+        });
+        rx
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for i in 0..self.hosts {
+            let _ = ip(&["netns", "del", &self.ns(i)]);
+        }
+        let _ = ip(&["link", "del", &self.bridge()]);
+    }
+}
+
+/// Waits until `node` has printed every line of `expected`.
+fn expect_lines(
+    node: &crossbeam_channel::Receiver<String>,
+    expected: &[String],
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    let mut missing: HashSet<&String> = expected.iter().collect();
+    while !missing.is_empty() {
+        match node.recv_deadline(deadline) {
+            Ok(line) => {
+                missing.remove(&line);
+            }
+            Err(_) => panic!("still waiting for {missing:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_link_down_partitions_a_host_and_bringing_it_up_heals_the_mesh() {
+    if std::env::var(NAME_ENV).is_ok() {
+        return; // inside a child
+    }
+    let mut lab = match Lab::build(3) {
+        Ok(lab) => lab,
+        Err(e) => {
+            eprintln!(
+                "SKIPPED: cannot create network namespaces here ({e}); this test needs root and iproute2"
+            );
+            return;
+        }
+    };
+    let ep = |i: usize| format!("tcp://{}:7000", Lab::address(i));
+    let a = lab.start(0, "a", &format!("b={},c={}", ep(1), ep(2)));
+    let b = lab.start(1, "b", &format!("c={}", ep(2)));
+    let c = lab.start(2, "c", "");
+    let line = |s: &str| s.to_string();
+    expect_lines(&a, &[line("JOINED b"), line("JOINED c")], PATIENCE);
+    expect_lines(&b, &[line("JOINED a"), line("JOINED c")], PATIENCE);
+    expect_lines(&c, &[line("JOINED a"), line("JOINED b")], PATIENCE);
+
+    // c's cable is pulled: no FIN, no RST, just silence.
+    ip(&["link", "set", &lab.veth(2), "down"]).unwrap();
+    expect_lines(&a, &[line("LOST c")], PATIENCE);
+    expect_lines(&b, &[line("LOST c")], PATIENCE);
+    expect_lines(&c, &[line("LOST a"), line("LOST b")], PATIENCE);
+
+    // Plugged back in: the same processes find each other again.
+    ip(&["link", "set", &lab.veth(2), "up"]).unwrap();
+    expect_lines(&a, &[line("JOINED c")], Duration::from_secs(20));
+    expect_lines(&b, &[line("JOINED c")], Duration::from_secs(20));
+    expect_lines(
+        &c,
+        &[line("JOINED a"), line("JOINED b")],
+        Duration::from_secs(20),
+    );
+    drop(lab);
+}
