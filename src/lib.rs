@@ -64,6 +64,9 @@ pub mod security;
 pub mod testkit;
 pub mod zmq;
 
+pub use crate::channel::{
+    Change, Channel, ChannelConfig, ChannelError, ChannelEvent, Permission, Watch,
+};
 pub use crate::core::{
     Access, Limits, LostReason, NodeStats, PeerEvent, PeerInfo, PeerState, PeerStats, Rejection,
     Timers,
@@ -71,6 +74,7 @@ pub use crate::core::{
 pub use crate::error::{CallError, Error, Side};
 pub use crate::node::{
     CallContext, Events, HandlerError, Node, NodeBuilder, PendingCall, Response, Responses, To,
+    WeakNode,
 };
 pub use crate::protocol::{NodeName, RejectCode};
 pub use crate::security::{KeyError, Keypair, PublicKey};

@@ -13,7 +13,7 @@
 
 use std::time::Instant;
 
-use super::replica::{Out, Permission, Refusal, Replica, ReplicaEvent, Stored};
+use super::replica::{Out, Permission, Refusal, Replica, Stored};
 use super::wire::{Entries, Hello, Pull, Push, Unpeer, WireEntry};
 
 impl Replica {
@@ -43,6 +43,14 @@ impl Replica {
     /// Asks `node` (a node in session) whether it replicates this channel.
     pub fn discover(&mut self, node: &str) {
         if node != self.me && !self.peers.contains_key(node) {
+            self.announce(node);
+        }
+    }
+
+    /// Tells `node` that this replica replicates with it: a node that
+    /// replicates this channel with everyone then peers back.
+    pub fn announce(&mut self, node: &str) {
+        if node != self.me {
             self.out.push_back(Out::Hello(
                 node.to_string(),
                 Hello {
@@ -352,17 +360,5 @@ impl Replica {
             }
             self.stats.tombstones_collected += 1;
         }
-    }
-
-    /// Drops events nobody will read (keeps the newest `keep`).
-    pub(crate) fn trim_events(&mut self, keep: usize) {
-        while self.events.len() > keep {
-            self.events.pop_front();
-        }
-    }
-
-    /// Whether an event is a change (for callers filtering).
-    pub fn is_change(event: &ReplicaEvent) -> bool {
-        matches!(event, ReplicaEvent::Changed(_))
     }
 }

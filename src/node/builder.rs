@@ -441,6 +441,7 @@ impl NodeBuilder {
                 running: Mutex::new(Some(Running { reactor, workers })),
                 shutdown_grace: self.shutdown_grace,
                 public_key: self.curve.as_ref().map(|k| *k.public()),
+                channels: Mutex::new(None),
             }),
         })
     }

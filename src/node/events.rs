@@ -92,4 +92,8 @@ impl Events {
     pub(crate) fn recv_deadline(&self, deadline: Instant) -> Result<PeerEvent, RecvTimeoutError> {
         self.rx.recv_deadline(deadline)
     }
+
+    pub(crate) fn into_receiver(self) -> Receiver<PeerEvent> {
+        self.rx
+    }
 }

@@ -77,6 +77,25 @@ struct Inner {
     shutdown_grace: Duration,
     /// CURVE mode: this node's public key.
     public_key: Option<PublicKey>,
+    /// The channel service, started by the first `channel` call.
+    channels: Mutex<Option<Arc<crate::channel::Hub>>>,
+}
+
+/// A reference to a node that does not keep it open (see [`Node::downgrade`]).
+#[derive(Clone, Debug)]
+pub struct WeakNode(std::sync::Weak<Inner>);
+
+impl WeakNode {
+    /// The node, if a handle to it still exists.
+    pub fn upgrade(&self) -> Option<Node> {
+        self.0.upgrade().map(|inner| Node { inner })
+    }
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Inner({})", self.name)
+    }
 }
 
 impl std::fmt::Debug for Node {
@@ -149,6 +168,55 @@ impl Node {
         answer
             .recv_timeout(REACTOR_ANSWER)
             .map_err(|_| Error::Closed)
+    }
+
+    /// A reference that does not keep the node open.
+    pub fn downgrade(&self) -> WeakNode {
+        WeakNode(Arc::downgrade(&self.inner))
+    }
+
+    /// The replicated channel `name` on this node, with values of type `V`
+    /// (created empty on first use; see [`crate::channel`]).
+    pub fn channel<V>(&self, name: &str) -> Result<crate::channel::Channel<V>, Error>
+    where
+        V: Serialize + DeserializeOwned,
+    {
+        self.channel_with(name, None)
+    }
+
+    /// The same, with limits and timers for a channel created by this call.
+    pub fn channel_with<V>(
+        &self,
+        name: &str,
+        config: Option<crate::channel::ChannelConfig>,
+    ) -> Result<crate::channel::Channel<V>, Error>
+    where
+        V: Serialize + DeserializeOwned,
+    {
+        MethodName::new(name).map_err(|reason| Error::InvalidName {
+            name: name.to_string(),
+            reason,
+        })?;
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        let hub = {
+            let mut slot = self.inner.channels.lock();
+            match &*slot {
+                Some(hub) => hub.clone(),
+                None => {
+                    let hub = crate::channel::Hub::start(self)?;
+                    *slot = Some(hub.clone());
+                    hub
+                }
+            }
+        };
+        Ok(crate::channel::Channel::open(
+            self,
+            hub,
+            name,
+            config.as_ref(),
+        ))
     }
 
     /// This node's name.
@@ -605,6 +673,9 @@ impl Inner {
             let _ = running.reactor.join();
         }
         running.workers.shutdown(self.shutdown_grace);
+        if let Some(hub) = self.channels.lock().take() {
+            hub.stop();
+        }
         self.refuse_leftovers();
         self.registry.clear();
         log::info!("node {} closed", self.name);

@@ -1,0 +1,279 @@
+//! The channel service of one node: every replica of the node, the handlers
+//! of the replication methods, and one thread that runs the replicas'
+//! timers, sends what they produce (as casts) and follows the mesh's peer
+//! events. Replication rides on the node's ordinary calls and casts.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, select};
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use super::replica::{ChannelConfig, Out, Replica, ReplicaEvent};
+use super::wire::{self, Entries, Hello, Pull, Push, Unpeer};
+use crate::core::{PeerEvent, PeerState};
+use crate::node::{CallContext, HandlerError, Node, WeakNode};
+
+/// Events queued per watcher before further ones are dropped.
+pub(crate) const WATCH_CAPACITY: usize = 4096;
+
+/// The node's wall clock in milliseconds since the Unix epoch.
+pub(crate) fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub(crate) struct Slot {
+    pub replica: Replica,
+    pub watchers: Vec<Sender<ReplicaEvent>>,
+}
+
+/// Every replica of one node, shared by its channel handles, the
+/// replication handlers and the service thread.
+pub(crate) struct Hub {
+    pub(crate) slots: Mutex<HashMap<String, Slot>>,
+    pub(crate) me: String,
+    pub(crate) id: u64,
+    wake: Sender<()>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    pub(crate) dropped_events: std::sync::atomic::AtomicU64,
+}
+
+impl Hub {
+    /// Creates the hub of `node`: registers the replication handlers and
+    /// starts the service thread.
+    pub(crate) fn start(node: &Node) -> Result<Arc<Hub>, crate::Error> {
+        let (wake, woken) = bounded(1);
+        let hub = Arc::new(Hub {
+            slots: Mutex::new(HashMap::new()),
+            me: node.name().to_string(),
+            id: node.incarnation(),
+            wake,
+            thread: Mutex::new(None),
+            dropped_events: std::sync::atomic::AtomicU64::new(0),
+        });
+        register(node, &hub)?;
+        let (events, weak, service_hub) = (node.events(), node.downgrade(), hub.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("bilateral-channels-{}", node.name()))
+            .spawn(move || service_hub.run(weak, events.into_receiver(), woken))
+            .map_err(crate::Error::Thread)?;
+        *hub.thread.lock() = Some(thread);
+        Ok(hub)
+    }
+
+    /// Asks the service thread to act on what changed.
+    pub(crate) fn wake(&self) {
+        match self.wake.try_send(()) {
+            Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
+        }
+    }
+
+    /// Runs `f` on the replica of `channel`, creating it with `config` if needed.
+    pub(crate) fn with_replica<R>(
+        &self,
+        channel: &str,
+        config: Option<&ChannelConfig>,
+        f: impl FnOnce(&mut Slot) -> R,
+    ) -> R {
+        let mut slots = self.slots.lock();
+        let slot = slots.entry(channel.to_string()).or_insert_with(|| Slot {
+            replica: Replica::new(
+                channel,
+                &self.me,
+                self.id,
+                config.cloned().unwrap_or_default(),
+            ),
+            watchers: Vec::new(),
+        });
+        let result = f(slot);
+        drop(slots);
+        self.wake();
+        result
+    }
+
+    /// Stops the service thread (when the node closes).
+    pub(crate) fn stop(&self) {
+        let thread = self.thread.lock().take();
+        if let Some(thread) = thread {
+            if thread.thread().id() != std::thread::current().id() {
+                self.wake();
+                let _ = thread.join();
+            }
+        }
+    }
+
+    fn run(self: Arc<Self>, node: WeakNode, events: Receiver<PeerEvent>, woken: Receiver<()>) {
+        loop {
+            let Some(node) = node.upgrade() else { return };
+            if node.is_closed() {
+                return;
+            }
+            let now = Instant::now();
+            let mut outgoing = Vec::new();
+            let next = {
+                let mut slots = self.slots.lock();
+                let wall = wall_ms();
+                for slot in slots.values_mut() {
+                    slot.replica.handle_timeout(now, wall);
+                    while let Some(out) = slot.replica.poll_out() {
+                        outgoing.push(out);
+                    }
+                    self.deliver_events(slot);
+                }
+                slots
+                    .values()
+                    .filter_map(|s| s.replica.poll_timeout())
+                    .min()
+            };
+            let failed: Vec<(String, String)> = outgoing
+                .into_iter()
+                .filter_map(|out| send(&node, out))
+                .collect();
+            if !failed.is_empty() {
+                let mut slots = self.slots.lock();
+                for (channel, peer) in failed {
+                    if let Some(slot) = slots.get_mut(&channel) {
+                        slot.replica.handle_send_failed(&peer, now);
+                    }
+                }
+            }
+            drop(node);
+            let timeout = next.map_or(Duration::from_secs(1), |t| {
+                t.saturating_duration_since(Instant::now())
+            });
+            select! {
+                recv(woken) -> msg => if msg.is_err() { return },
+                recv(events) -> event => match event {
+                    Ok(event) => self.on_peer_event(&event),
+                    Err(_) => return, // the node closed
+                },
+                default(timeout.min(Duration::from_secs(1))) => {}
+            }
+        }
+    }
+
+    fn on_peer_event(&self, event: &PeerEvent) {
+        let (peer, up) = match event {
+            PeerEvent::Joined { peer, .. } => (peer.as_str(), true),
+            PeerEvent::Lost { peer, .. } => (peer.as_str(), false),
+            _ => return,
+        };
+        let now = Instant::now();
+        let mut slots = self.slots.lock();
+        for slot in slots.values_mut() {
+            slot.replica.set_connected(peer, up, now);
+        }
+    }
+
+    /// Hands the replica's events to its watchers, without ever blocking.
+    pub(crate) fn deliver_events(&self, slot: &mut Slot) {
+        while let Some(event) = slot.replica.poll_event() {
+            slot.watchers.retain(|w| match w.try_send(event.clone()) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    self.dropped_events
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    true
+                }
+                Err(TrySendError::Disconnected(_)) => false,
+            });
+        }
+    }
+}
+
+/// Sends one message as a cast. Returns `(channel, peer)` when a pull could
+/// not be sent (no session), so the replica retries it later.
+fn send(node: &Node, out: Out) -> Option<(String, String)> {
+    fn cast<M: Serialize>(node: &Node, to: &str, method: &str, message: &M) -> bool {
+        matches!(node.cast(to, method, message), Ok(n) if n > 0)
+    }
+    match out {
+        Out::Push(to, m) => {
+            cast(node, &to, wire::method::PUSH, &m);
+            None
+        }
+        Out::Pull(to, m) => {
+            let channel = m.channel.clone();
+            (!cast(node, &to, wire::method::PULL, &m)).then_some((channel, to))
+        }
+        Out::Entries(to, m) => {
+            cast(node, &to, wire::method::ENTRIES, &m);
+            None
+        }
+        Out::Hello(to, m) => {
+            cast(node, &to, wire::method::HELLO, &m);
+            None
+        }
+        Out::Unpeer(to, m) => {
+            cast(node, &to, wire::method::UNPEER, &m);
+            None
+        }
+    }
+}
+
+/// Registers the replication methods on `node`, each applying what arrives
+/// to the named replica (if this node has one).
+fn register(node: &Node, hub: &Arc<Hub>) -> Result<(), crate::Error> {
+    fn on<M, F>(node: &Node, hub: &Arc<Hub>, method: &str, apply: F) -> Result<(), crate::Error>
+    where
+        M: serde::de::DeserializeOwned + HasChannel,
+        F: Fn(&mut Replica, &str, M, u64, Instant) + Send + Sync + 'static,
+    {
+        let hub = hub.clone();
+        node.register(
+            method,
+            move |ctx: &CallContext, message: M| -> Result<(), HandlerError> {
+                let mut slots = hub.slots.lock();
+                if let Some(slot) = slots.get_mut(message.channel()) {
+                    apply(
+                        &mut slot.replica,
+                        ctx.peer(),
+                        message,
+                        wall_ms(),
+                        Instant::now(),
+                    );
+                    hub.deliver_events(slot);
+                }
+                drop(slots);
+                hub.wake();
+                Ok(())
+            },
+        )
+    }
+    on::<Push, _>(node, hub, wire::method::PUSH, |r, from, m, wall, now| {
+        r.handle_push(from, m, wall, now)
+    })?;
+    on::<Pull, _>(node, hub, wire::method::PULL, |r, from, m, _, _| {
+        r.handle_pull(from, m)
+    })?;
+    on::<Entries, _>(node, hub, wire::method::ENTRIES, |r, from, m, wall, now| {
+        r.handle_entries(from, m, wall, now)
+    })?;
+    on::<Hello, _>(node, hub, wire::method::HELLO, |r, from, m, _, now| {
+        r.handle_hello(from, m, true, now)
+    })?;
+    on::<Unpeer, _>(node, hub, wire::method::UNPEER, |r, from, _, _, _| {
+        r.handle_unpeer(from)
+    })?;
+    Ok(())
+}
+
+/// Every replication message names its channel.
+trait HasChannel {
+    fn channel(&self) -> &str;
+}
+
+macro_rules! has_channel {
+    ($($t:ty),*) => {$(impl HasChannel for $t { fn channel(&self) -> &str { &self.channel } })*};
+}
+has_channel!(Push, Pull, Entries, Hello, Unpeer);
+
+/// Whether `node` has a session with `peer` now.
+pub(crate) fn connected(node: &Node, peer: &str) -> bool {
+    node.peer_state(peer) == Some(PeerState::Active)
+}
