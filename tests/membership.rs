@@ -112,7 +112,10 @@ fn heartbeats_keep_flowing_while_every_handler_is_blocked() {
             .wait_for(Duration::from_millis(1800), |e| is_lost(e, "b"))
             .is_none()
     );
-    assert!(b_events.try_recv().is_none(), "b lost nobody either");
+        assert!(
+        !std::iter::from_fn(|| b_events.try_recv()).any(|e| is_lost(&e, "a")),
+        "b lost nobody either"
+    );
     for _ in 0..4 {
         release.send_timeout((), PATIENCE).unwrap();
     }
@@ -170,4 +173,30 @@ fn connect_refuses_bad_names_bad_endpoints_and_itself() {
             .start(),
         Err(Error::Bind { .. })
     ));
+}
+
+#[test]
+fn a_subscription_made_after_peers_joined_starts_with_them_each_once() {
+    let a = node("a");
+    let b = node("b");
+    let c = node("c");
+    join(&b, &a);
+    join(&c, &a);
+    // a never subscribed before: its first events describe who is there.
+    let events = a.events();
+    let mut first: Vec<String> = (0..2)
+        .map(|_| match events.recv_timeout(PATIENCE) {
+            Some(PeerEvent::Joined { peer, .. }) => peer.to_string(),
+            other => panic!("expected the open sessions first, got {other:?}"),
+        })
+        .collect();
+    first.sort();
+    assert_eq!(first, ["b", "c"]);
+    // Then only what happens next: c leaves, nothing is repeated.
+    c.close();
+    let next = events.recv_timeout(PATIENCE);
+    assert!(
+        matches!(&next, Some(PeerEvent::Lost { peer, reason: LostReason::Parted, .. }) if peer.as_str() == "c"),
+        "got {next:?}"
+    );
 }

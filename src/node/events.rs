@@ -1,30 +1,66 @@
 //! Fan-out of peer events to any number of subscribers.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 use parking_lot::Mutex;
 
 use crate::core::PeerEvent;
+use crate::protocol::NodeName;
 
 /// Delivers each event to every live subscriber without ever blocking the
 /// reactor: a subscriber whose queue is full misses the event (counted).
+///
+/// The hub also remembers which sessions its events left open, so that a new
+/// subscriber starts with a [`PeerEvent::Joined`] for each of them: whatever
+/// the moment of subscription, the stream it sees describes the membership
+/// completely, and no session is reported twice.
 #[derive(Debug, Default)]
 pub(crate) struct EventHub {
-    subscribers: Mutex<Vec<Sender<PeerEvent>>>,
+    state: Mutex<HubState>,
     dropped: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct HubState {
+    subscribers: Vec<Sender<PeerEvent>>,
+    /// Peers whose last published event was `Joined`, with its incarnation.
+    in_session: BTreeMap<NodeName, u64>,
+    closed: bool,
 }
 
 impl EventHub {
     pub(crate) fn subscribe(&self, capacity: usize) -> Events {
-        let (tx, rx) = bounded(capacity.max(1));
-        self.subscribers.lock().push(tx);
+        let mut state = self.state.lock();
+        let (tx, rx) = bounded(capacity.max(1) + state.in_session.len());
+        for (peer, &incarnation) in &state.in_session {
+            let joined = PeerEvent::Joined {
+                peer: peer.clone(),
+                incarnation,
+            };
+            // Cannot fail: the queue has room for the snapshot.
+            let _ = tx.try_send(joined);
+        }
+        if !state.closed {
+            state.subscribers.push(tx);
+        }
         Events { rx }
     }
 
     pub(crate) fn publish(&self, event: &PeerEvent) {
-        self.subscribers
-            .lock()
+        let mut state = self.state.lock();
+        match event {
+            PeerEvent::Joined { peer, incarnation } => {
+                state.in_session.insert(peer.clone(), *incarnation);
+            }
+            PeerEvent::Lost { peer, .. } => {
+                state.in_session.remove(peer);
+            }
+            _ => {}
+        }
+        state
+            .subscribers
             .retain(|s| match s.try_send(event.clone()) {
                 Ok(()) => true,
                 Err(TrySendError::Full(_)) => {
@@ -36,9 +72,13 @@ impl EventHub {
             });
     }
 
-    /// Ends every subscription: receivers see the end of the stream.
+    /// Ends every subscription: receivers see the end of the stream, and
+    /// later subscribers get only the (final) snapshot.
     pub(crate) fn close(&self) {
-        self.subscribers.lock().clear();
+        let mut state = self.state.lock();
+        state.subscribers.clear();
+        state.in_session.clear();
+        state.closed = true;
     }
 
     pub(crate) fn dropped(&self) -> u64 {
@@ -48,9 +88,13 @@ impl EventHub {
 
 /// A subscription to a node's [`PeerEvent`]s, from [`crate::Node::events`].
 ///
-/// Events that happen after the subscription are queued (up to the node's
-/// event capacity; beyond it they are dropped for this subscriber). The
-/// stream ends when the node closes.
+/// The stream begins with a [`PeerEvent::Joined`] for every peer in session
+/// at the moment of subscription, then carries every event after it, so a
+/// subscriber made at any time (even after peers joined during
+/// [`crate::NodeBuilder::start`]) sees the whole membership, each session
+/// once. Events are queued up to the node's event capacity; beyond it they
+/// are dropped for this subscriber (counted by
+/// [`crate::Node::events_dropped`]). The stream ends when the node closes.
 #[derive(Debug)]
 pub struct Events {
     rx: Receiver<PeerEvent>,
@@ -95,5 +139,79 @@ impl Events {
 
     pub(crate) fn into_receiver(self) -> Receiver<PeerEvent> {
         self.rx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::LostReason;
+
+    fn joined(peer: &str, incarnation: u64) -> PeerEvent {
+        PeerEvent::Joined {
+            peer: NodeName::new(peer).unwrap(),
+            incarnation,
+        }
+    }
+
+    fn lost(peer: &str, incarnation: u64) -> PeerEvent {
+        PeerEvent::Lost {
+            peer: NodeName::new(peer).unwrap(),
+            incarnation,
+            reason: LostReason::Timeout,
+        }
+    }
+
+    fn drain(events: &Events) -> Vec<PeerEvent> {
+        std::iter::from_fn(|| events.try_recv()).collect()
+    }
+
+    #[test]
+    fn a_late_subscriber_starts_with_the_open_sessions_once() {
+        let hub = EventHub::default();
+        let early = hub.subscribe(8);
+        hub.publish(&joined("a", 1));
+        hub.publish(&joined("b", 2));
+        hub.publish(&lost("a", 1));
+        hub.publish(&joined("a", 3));
+        let late = hub.subscribe(8);
+        hub.publish(&joined("c", 4));
+        assert_eq!(
+            drain(&early),
+            vec![
+                joined("a", 1),
+                joined("b", 2),
+                lost("a", 1),
+                joined("a", 3),
+                joined("c", 4)
+            ]
+        );
+        assert_eq!(
+            drain(&late),
+            vec![joined("a", 3), joined("b", 2), joined("c", 4)]
+        );
+    }
+
+    #[test]
+    fn the_snapshot_fits_even_beyond_the_capacity() {
+        let hub = EventHub::default();
+        for i in 0..5 {
+            hub.publish(&joined(&format!("p{i}"), i));
+        }
+        let events = hub.subscribe(1);
+        assert_eq!(drain(&events).len(), 5);
+        assert_eq!(hub.dropped(), 0);
+    }
+
+    #[test]
+    fn after_close_streams_end_and_new_subscribers_get_nothing() {
+        let hub = EventHub::default();
+        let events = hub.subscribe(4);
+        hub.publish(&joined("a", 1));
+        hub.close();
+        assert_eq!(drain(&events), vec![joined("a", 1)]);
+        assert!(events.recv_timeout(Duration::from_millis(1)).is_none());
+        let late = hub.subscribe(4);
+        assert!(late.recv_timeout(Duration::from_millis(1)).is_none());
     }
 }

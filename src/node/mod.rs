@@ -324,10 +324,8 @@ impl Node {
     /// it was refused, [`Error::Timeout`] otherwise.
     pub fn wait_for_peer(&self, peer: &str, timeout: Duration) -> Result<(), Error> {
         let deadline = Instant::now() + timeout;
+        // The subscription starts with the sessions already open.
         let events = self.events();
-        if self.inner.directory.read().state(peer) == Some(PeerState::Active) {
-            return Ok(());
-        }
         loop {
             match events.recv_deadline(deadline) {
                 Ok(PeerEvent::Joined { peer: p, .. }) if p.as_str() == peer => return Ok(()),
@@ -510,7 +508,8 @@ impl Node {
         Ok(count)
     }
 
-    /// Subscribes to peer events from now on.
+    /// Subscribes to peer events: first a [`PeerEvent::Joined`] for each peer
+    /// in session now, then every event from now on (see [`Events`]).
     pub fn events(&self) -> Events {
         self.inner.events.subscribe(self.inner.event_capacity)
     }
