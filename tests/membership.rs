@@ -112,7 +112,7 @@ fn heartbeats_keep_flowing_while_every_handler_is_blocked() {
             .wait_for(Duration::from_millis(1800), |e| is_lost(e, "b"))
             .is_none()
     );
-        assert!(
+    assert!(
         !std::iter::from_fn(|| b_events.try_recv()).any(|e| is_lost(&e, "a")),
         "b lost nobody either"
     );
