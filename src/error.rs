@@ -117,3 +117,103 @@ pub enum CallError {
     #[error("invalid call: {0}")]
     Local(String),
 }
+
+/// Why a stream could not be opened, or why it failed.
+///
+/// Both halves of a failed stream report the same error; through
+/// [`std::io::Read`] and [`std::io::Write`] it arrives as an
+/// [`std::io::Error`] whose [`get_ref`](std::io::Error::get_ref) is this
+/// value and whose kind is [`StreamError::io_kind`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamError {
+    /// No peer of that name is known to this node.
+    #[error("unknown peer")]
+    UnknownPeer,
+    /// The peer is known but has no session now.
+    #[error("peer unreachable{}", .0.as_ref().map(|r| format!(" (last refusal: {r})")).unwrap_or_default())]
+    Unreachable(Option<Rejection>),
+    /// The peer has no stream service of that name.
+    #[error("the peer has no stream service {0:?}")]
+    UnknownService(String),
+    /// The service's handler refused the stream (its reason).
+    #[error("refused by the peer: {0}")]
+    Refused(String),
+    /// The peer could not decode the init data into its service's type.
+    #[error("the peer could not decode the init data: {0}")]
+    BadInit(String),
+    /// No answer to the open request by the deadline.
+    #[error("timed out")]
+    Timeout,
+    /// Too many streams, or a full queue, on one side.
+    #[error("overloaded ({0:?} side)")]
+    Overloaded(Side),
+    /// The session with the peer ended.
+    #[error("peer lost: {0}")]
+    PeerLost(LostReason),
+    /// The connection the stream travelled on broke while the session
+    /// survived on another; what was in flight may be lost.
+    #[error("the link carrying the stream was interrupted")]
+    Interrupted,
+    /// The other end abandoned the stream (dropped it without finishing).
+    #[error("cancelled by the peer")]
+    Cancelled,
+    /// This end abandoned the stream.
+    #[error("cancelled here")]
+    CancelledHere,
+    /// The peer reads no more: what is written now would be lost.
+    #[error("the peer stopped reading")]
+    Stopped,
+    /// Bytes were lost in transit; the stream cannot continue.
+    #[error("stream data lost in transit")]
+    DataLost,
+    /// The peer broke the stream protocol (sent beyond its credit, or after
+    /// finishing).
+    #[error("protocol violation by the peer")]
+    Protocol,
+    /// The peer is shutting down.
+    #[error("the peer is shutting down")]
+    ShuttingDown,
+    /// This node closed.
+    #[error("node closed")]
+    Closed,
+    /// The peer reset the stream with a code this node does not know.
+    #[error("reset by the peer (code {code}): {detail}")]
+    Reset {
+        /// The wire code.
+        code: u8,
+        /// The peer's detail.
+        detail: String,
+    },
+    /// The stream could not be opened here: an invalid service name, or init
+    /// data that cannot be encoded.
+    #[error("invalid stream: {0}")]
+    Local(String),
+}
+
+impl StreamError {
+    /// The [`std::io::ErrorKind`] this error takes in `Read` and `Write`.
+    pub fn io_kind(&self) -> std::io::ErrorKind {
+        use std::io::ErrorKind;
+        match self {
+            StreamError::Timeout => ErrorKind::TimedOut,
+            StreamError::Stopped => ErrorKind::BrokenPipe,
+            StreamError::Closed => ErrorKind::NotConnected,
+            StreamError::PeerLost(_) | StreamError::Interrupted => ErrorKind::ConnectionAborted,
+            StreamError::DataLost | StreamError::Protocol => ErrorKind::InvalidData,
+            StreamError::UnknownPeer | StreamError::Unreachable(_) => ErrorKind::NotConnected,
+            StreamError::UnknownService(_)
+            | StreamError::Refused(_)
+            | StreamError::BadInit(_)
+            | StreamError::Overloaded(_) => ErrorKind::ConnectionRefused,
+            StreamError::Local(_) => ErrorKind::InvalidInput,
+            _ => ErrorKind::ConnectionReset,
+        }
+    }
+}
+
+impl From<StreamError> for std::io::Error {
+    fn from(e: StreamError) -> Self {
+        std::io::Error::new(e.io_kind(), e)
+    }
+}

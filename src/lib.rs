@@ -61,6 +61,7 @@ pub mod faults;
 pub mod node;
 pub mod protocol;
 pub mod security;
+pub mod stream;
 pub mod testkit;
 pub mod zmq;
 
@@ -71,13 +72,14 @@ pub use crate::core::{
     Access, Limits, LostReason, NodeStats, PeerEvent, PeerInfo, PeerState, PeerStats, Rejection,
     Timers,
 };
-pub use crate::error::{CallError, Error, Side};
+pub use crate::error::{CallError, Error, Side, StreamError};
 pub use crate::node::{
     CallContext, Events, HandlerError, Node, NodeBuilder, PendingCall, Response, Responses, To,
     WeakNode,
 };
 pub use crate::protocol::{NodeName, RejectCode};
 pub use crate::security::{KeyError, Keypair, PublicKey};
+pub use crate::stream::{Incoming, Stream, StreamReader, StreamWriter};
 
 /// The README's code, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

@@ -45,8 +45,26 @@ impl Default for Timers {
 /// Bounds on memory and work the network can make a node spend.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Limits {
-    /// Largest frame accepted; larger ones are dropped and counted. Default 16 MiB.
+    /// Largest message (call, reply, cast, stream open, with its headers)
+    /// sent or accepted; larger ones are refused, or dropped and counted.
+    /// Default 128 MiB.
     pub max_message_size: usize,
+    /// Payload of one DATA or FRAGMENT frame: messages above it travel in
+    /// pieces, interleaved with other traffic. 4 KiB to 1 MiB; default 64 KiB.
+    pub chunk_size: usize,
+    /// Bytes a stream's writer may send beyond what its reader consumed,
+    /// and also bytes a writer may queue before `write` blocks: the memory a
+    /// stream holds on each side. Default 1 MiB.
+    pub stream_window: usize,
+    /// Bulk bytes (stream data, pieces of large messages) in flight on one
+    /// link at a time; a call waits behind at most this much. Throughput per
+    /// link is at most this divided by the round trip. Default 1 MiB.
+    pub link_window: usize,
+    /// Most streams open at once, both directions together. Default 1024.
+    pub max_streams: usize,
+    /// Most bytes of large messages under reassembly at once, from all
+    /// peers together. Default 256 MiB.
+    pub max_reassembly: usize,
     /// Most calls (multicast counts once) awaiting replies at a time; beyond it
     /// a call fails with `Overloaded`. Default 100 000.
     pub max_pending_calls: usize,
@@ -61,7 +79,12 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_message_size: 16 * 1024 * 1024,
+            max_message_size: 128 * 1024 * 1024,
+            chunk_size: 64 * 1024,
+            stream_window: 1024 * 1024,
+            link_window: 1024 * 1024,
+            max_streams: 1024,
+            max_reassembly: 256 * 1024 * 1024,
             max_pending_calls: 100_000,
             max_queued_handlers: 10_000,
             max_not_joined_replies_per_sec: 200,

@@ -1,8 +1,9 @@
 //! Calls and casts: sending requests, admitting inbound work, matching replies.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::mesh::{Action, Job, JobDone, JobOutcome, Mesh};
+use super::mesh::{Action, Job, JobDone, JobOutcome, Mesh, Purpose};
 use super::peer::Link;
 use crate::error::{CallError, Side};
 use crate::protocol::{Cast, Message, NodeName, Reply, ReplyStatus, Request};
@@ -50,10 +51,9 @@ impl<C: Clone> Mesh<C> {
             method,
             args,
         });
-        let frame = request.encode(self.cfg.incarnation);
+        // One encoding for every target; a large one is shared, not copied.
+        let frame = Arc::new(request.encode(self.cfg.incarnation));
         let mut waiting = Vec::with_capacity(targets.len());
-        let mut frame = Some(frame);
-        let last = targets.len().saturating_sub(1);
         for (index, target) in targets.iter().enumerate() {
             let route = match self.peers.get_mut(target) {
                 Some(peer) if peer.session.is_some() => match peer.preferred_link() {
@@ -68,14 +68,11 @@ impl<C: Clone> Mesh<C> {
             };
             match route {
                 Ok(link) => {
-                    // The last target takes the frame itself; the others a copy.
-                    let bytes = if index == last {
-                        frame.take()
+                    if self.send_message(target, link, frame.clone(), Purpose::Request(id), now) {
+                        waiting.push((target.clone(), index));
                     } else {
-                        frame.clone()
-                    };
-                    self.send_frame(target, link, bytes.unwrap_or_default(), Some(id));
-                    waiting.push((target.clone(), index));
+                        refuse(self, index, CallError::Overloaded(Side::Local));
+                    }
                 }
                 Err(error) => refuse(self, index, error),
             }
@@ -91,11 +88,10 @@ impl<C: Clone> Mesh<C> {
         args: &[u8],
         now: Instant,
     ) -> usize {
-        let _ = now;
         if self.closed {
             return 0;
         }
-        let frame = Message::Cast(Cast { method, args }).encode(self.cfg.incarnation);
+        let frame = Arc::new(Message::Cast(Cast { method, args }).encode(self.cfg.incarnation));
         let mut sent = 0;
         for target in targets {
             let link = self
@@ -104,8 +100,11 @@ impl<C: Clone> Mesh<C> {
                 .filter(|p| p.session.is_some())
                 .and_then(|p| p.preferred_link());
             if let Some(link) = link {
-                self.send_frame(target, link, frame.clone(), None);
-                sent += 1;
+                if self.send_message(target, link, frame.clone(), Purpose::Control, now) {
+                    sent += 1;
+                } else {
+                    self.stats.casts_dropped += 1;
+                }
             }
         }
         sent
@@ -135,7 +134,7 @@ impl<C: Clone> Mesh<C> {
                 status: ReplyStatus::Overloaded,
                 payload: b"handler queue full",
             });
-            self.send(name, link, &reply, None);
+            self.send(name, link, &reply, Purpose::Control);
             return;
         }
         self.queued_handlers += 1;
@@ -194,7 +193,6 @@ impl<C: Clone> Mesh<C> {
 
     /// A worker finished a job: send its reply if the session still stands.
     pub fn handle_job_done(&mut self, done: JobDone, now: Instant) {
-        let _ = now;
         self.queued_handlers = self.queued_handlers.saturating_sub(1);
         let (status, payload) = match done.outcome {
             JobOutcome::Reply(status, payload) => (status, payload),
@@ -226,7 +224,10 @@ impl<C: Clone> Mesh<C> {
             request_id,
             status,
             payload: &payload,
-        });
-        self.send(&done.peer, link, &reply, None);
+        })
+        .encode(self.cfg.incarnation);
+        if !self.send_message(&done.peer, link, Arc::new(reply), Purpose::Control, now) {
+            self.stats.replies_orphaned += 1;
+        }
     }
 }

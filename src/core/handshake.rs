@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::backoff;
 use super::events::{LostReason, PeerEvent, Rejection};
-use super::mesh::{Action, Mesh};
+use super::mesh::{Action, Mesh, Purpose};
 use super::peer::{Link, OutState, Outbound, Peer};
 use crate::error::CallError;
 use crate::protocol::{
@@ -59,7 +59,12 @@ impl<C: Clone> Mesh<C> {
         let flush = p.session.is_some() && links.contains(&Link::Outbound);
         if p.session.is_some() {
             for link in links {
-                self.send(peer, link, &Message::Part(PartReason::Disconnect), None);
+                self.send(
+                    peer,
+                    link,
+                    &Message::Part(PartReason::Disconnect),
+                    Purpose::Control,
+                );
             }
             self.end_session(peer, LostReason::Disconnected, now);
         }
@@ -96,7 +101,12 @@ impl<C: Clone> Mesh<C> {
             let flush = p.session.is_some() && links.contains(&Link::Outbound);
             if p.session.is_some() {
                 for link in links {
-                    self.send(name, link, &Message::Part(PartReason::Closing), None);
+                    self.send(
+                        name,
+                        link,
+                        &Message::Part(PartReason::Closing),
+                        Purpose::Control,
+                    );
                 }
                 self.end_session(name, LostReason::Closed, now);
             }
@@ -206,7 +216,7 @@ impl<C: Clone> Mesh<C> {
             name: self.cfg.name.as_str(),
         })
         .encode(self.cfg.incarnation);
-        self.send_frame(&name, Link::Inbound, welcome, None);
+        self.transmit(&name, Link::Inbound, welcome, Purpose::Control);
     }
 
     /// Warns when a peer's heartbeat is too slow for this node's lost timeout:
@@ -236,7 +246,7 @@ impl<C: Clone> Mesh<C> {
         };
         log::info!("refused JOIN from {name}: {rejection}");
         let reject = self.reject_message(code, their_incarnation, detail);
-        self.send(name, Link::Inbound, &reject, None);
+        self.send(name, Link::Inbound, &reject, Purpose::Control);
         self.emit(PeerEvent::Refused {
             from: name.to_string(),
             rejection,
@@ -312,6 +322,9 @@ impl<C: Clone> Mesh<C> {
             return;
         };
         if let Some(out) = &mut peer.outbound {
+            if !matches!(out.state, OutState::Up { .. }) {
+                peer.epochs[Link::Outbound.index()] += 1;
+            }
             out.state = OutState::Up { last_recv: now };
             out.failures = 0;
         }
@@ -439,8 +452,18 @@ impl<C: Clone> Mesh<C> {
                 out.state = OutState::Waiting { until: now };
             }
         }
+        // Bulk traffic and reassembly belonged to the session.
+        let now_epochs = peer.epochs;
+        let mut abandoned = Vec::new();
+        for link in [Link::Outbound, Link::Inbound] {
+            abandoned.extend(peer.lanes[link.index()].reset(now_epochs[link.index()], now));
+        }
+        let released = peer.reassembly.clear();
+        self.reassembling -= released;
+        drop(abandoned);
         let failed = self.calls.fail_peer(name, &CallError::PeerLost(reason));
         self.push_resolved(failed);
+        self.end_streams(name, reason);
         log::info!("peer {name} lost: {reason}");
         self.emit(PeerEvent::Lost {
             peer: name.clone(),
@@ -480,7 +503,7 @@ impl<C: Clone> Mesh<C> {
             target: name.as_str(),
         });
         let frame = join.encode(self.cfg.incarnation);
-        self.send_frame(name, Link::Outbound, frame, None);
+        self.transmit(name, Link::Outbound, frame, Purpose::Control);
     }
 
     /// The current attempt failed: close the DEALER and wait before the next.

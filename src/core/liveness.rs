@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use super::events::{LostReason, PeerEvent};
-use super::mesh::Mesh;
+use super::mesh::{Mesh, Purpose};
 use super::peer::{Link, OutState};
 use crate::protocol::{Message, NodeName};
 
@@ -28,6 +28,7 @@ impl<C: Clone> Mesh<C> {
         }
         let expired = self.calls.expire(now);
         self.push_resolved(expired);
+        self.tick(now);
     }
 
     fn peer_timers(&mut self, name: &NodeName, now: Instant) {
@@ -114,7 +115,7 @@ impl<C: Clone> Mesh<C> {
             peer.pinger.next_nonce = nonce.wrapping_add(1);
             peer.pinger.outstanding = Some((nonce, now));
             if let Some(link) = peer.preferred_link() {
-                self.send(name, link, &Message::Ping { nonce }, None);
+                self.send(name, link, &Message::Ping { nonce }, Purpose::Control);
             }
         }
     }
@@ -137,21 +138,36 @@ impl<C: Clone> Mesh<C> {
         &mut self,
         peer: &NodeName,
         link: Link,
-        request_id: Option<u64>,
+        purpose: Purpose,
         failure: super::SendFailure,
         now: Instant,
     ) {
         let _ = now;
         self.stats.send_failures += 1;
-        if let Some(id) = request_id {
-            let error = match failure {
-                super::SendFailure::QueueFull => {
+        let queue_full = failure == super::SendFailure::QueueFull;
+        match purpose {
+            Purpose::Control => {}
+            Purpose::Request(id) => {
+                let error = if queue_full {
                     crate::error::CallError::Overloaded(crate::error::Side::Local)
+                } else {
+                    crate::error::CallError::Unreachable(None)
+                };
+                if let Some(r) = self.calls.resolve(id, peer, Err(error)) {
+                    self.push_resolved(vec![r]);
                 }
-                super::SendFailure::Unreachable => crate::error::CallError::Unreachable(None),
-            };
-            if let Some(r) = self.calls.resolve(id, peer, Err(error)) {
-                self.push_resolved(vec![r]);
+            }
+            Purpose::Stream(id) => self.stream_send_failed(id, queue_full),
+            Purpose::Transfer(id) => {
+                // The rest of the message is useless without this piece.
+                let lane = self.peers.get_mut(peer).map(|p| &mut p.lanes[link.index()]);
+                if let Some(t) = lane.and_then(|l| {
+                    let t = l.transfers.remove(&id)?;
+                    l.transfer_bytes -= t.frame.len() - t.offset;
+                    Some(t)
+                }) {
+                    self.abandon_transfer(peer, t);
+                }
             }
         }
         // A vanished ROUTER connection is not a dead link yet: the peer's

@@ -2,6 +2,8 @@
 //! inbound frames to the handshake, liveness and dispatch logic.
 
 use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::access::AccessState;
@@ -11,6 +13,8 @@ use super::events::PeerEvent;
 use super::peer::{Link, Peer, PeerInfo, PeerState};
 use super::rng::Rng;
 use super::stats::NodeStats;
+use super::stream::StreamId;
+use super::streams::{IncomingStream, StreamSignal, Streams};
 use crate::protocol::{self, Envelope, Message, NodeName, RejectCode, ReplyStatus, Security};
 
 /// Something the I/O shell must do.
@@ -52,6 +56,40 @@ pub enum Action<C> {
         /// The reply or why there is none.
         outcome: Outcome,
     },
+    /// A peer opened a stream: hand it to the service it names, which
+    /// accepts or refuses it.
+    IncomingStream(IncomingStream),
+    /// Tell the application something about one of its streams.
+    Stream {
+        /// The stream.
+        id: StreamId,
+        /// What happened.
+        signal: StreamSignal,
+    },
+}
+
+/// Stream bytes that arrived, returned by [`Mesh::handle_inbound`] rather
+/// than queued as an action so that the shell can hand the received frame
+/// itself to the reader, without a copy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The stream they belong to.
+    pub stream: StreamId,
+    /// Where they are in the message's protocol frame (its last frame).
+    pub range: Range<usize>,
+}
+
+/// What a transmitted frame is for, so that a failed send reaches the right owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Protocol housekeeping: nobody waits for it.
+    Control,
+    /// The REQUEST of call `id`.
+    Request(u64),
+    /// A DATA frame of a stream.
+    Stream(StreamId),
+    /// A FRAGMENT of transfer `id`.
+    Transfer(u64),
 }
 
 /// A frame to send.
@@ -63,8 +101,8 @@ pub struct Transmit {
     pub link: Link,
     /// The encoded frame.
     pub frame: Vec<u8>,
-    /// The request id when the frame is a REQUEST, so a failed send can fail the call.
-    pub request_id: Option<u64>,
+    /// What it is for.
+    pub purpose: Purpose,
 }
 
 /// Where an inbound message came from.
@@ -153,6 +191,12 @@ pub struct Mesh<C> {
     /// Start and count of the current one-second window of NotJoined replies.
     pub(super) not_joined_window: (Instant, u32),
     pub(super) access: AccessState,
+    pub(super) streams: Streams,
+    /// Bytes reserved by messages under reassembly, from all peers.
+    pub(super) reassembling: usize,
+    pub(super) next_transfer_id: u64,
+    /// When the periodic bulk and stream timers run next, if anything needs them.
+    pub(super) next_tick: Option<Instant>,
 }
 
 impl<C: Clone> Mesh<C> {
@@ -173,6 +217,10 @@ impl<C: Clone> Mesh<C> {
             generation: 0,
             not_joined_window: (now, 0),
             access,
+            streams: Streams::default(),
+            reassembling: 0,
+            next_transfer_id: 1,
+            next_tick: None,
         }
     }
 
@@ -213,6 +261,8 @@ impl<C: Clone> Mesh<C> {
             .values()
             .filter_map(|p| p.next_deadline(lost))
             .chain(self.calls.next_deadline())
+            .chain(self.streams.next_deadline())
+            .chain(self.next_tick)
             .min()
     }
 
@@ -253,15 +303,18 @@ impl<C: Clone> Mesh<C> {
 
     /// A message arrived. `frames` are its first frames (at most a few are
     /// kept) and `total_frames` how many it had.
+    ///
+    /// Returns where stream bytes are in the last of `frames` when the
+    /// message carried some for the application (see [`Delivery`]).
     pub fn handle_inbound(
         &mut self,
         origin: Origin<'_>,
         frames: &[&[u8]],
         total_frames: usize,
         now: Instant,
-    ) {
+    ) -> Option<Delivery> {
         if self.closed {
-            return;
+            return None;
         }
         self.stats.frames_in += 1;
         match origin {
@@ -270,22 +323,26 @@ impl<C: Clone> Mesh<C> {
         }
     }
 
-    fn on_router(&mut self, frames: &[&[u8]], total: usize, user_id: Option<&str>, now: Instant) {
-        let Some(routing_id) = frames.first() else {
-            return;
-        };
+    fn on_router(
+        &mut self,
+        frames: &[&[u8]],
+        total: usize,
+        user_id: Option<&str>,
+        now: Instant,
+    ) -> Option<Delivery> {
+        let routing_id = frames.first()?;
         let Ok(name) = NodeName::from_bytes(routing_id) else {
             self.stats.bad_routing_id += 1;
             log::debug!(
                 "dropped message from invalid routing id {:?}",
                 lossy(routing_id)
             );
-            return;
+            return None;
         };
         // In CURVE mode a connection may only speak under the name of the key
         // it authenticated with: no allowed key can act as another node.
         if self.cfg.security == Security::Curve && !self.identity_holds(&name, user_id, now) {
-            return;
+            return None;
         }
         // A DEALER speaking the protocol sends exactly one frame; the ROUTER
         // adds the routing id in front.
@@ -293,11 +350,9 @@ impl<C: Clone> Mesh<C> {
             self.malformed(Some(&name), "wrong frame count", |s| {
                 &mut s.wrong_frame_count
             });
-            return;
+            return None;
         };
-        let Some(env) = self.decode(Some(&name), body) else {
-            return;
-        };
+        let env = self.decode(Some(&name), body)?;
         if name == self.cfg.name {
             if let Message::Join(_) = env.message {
                 self.refuse(
@@ -310,7 +365,7 @@ impl<C: Clone> Mesh<C> {
                 self.stats.bad_routing_id += 1;
                 log::debug!("dropped message from a sender using this node's own name");
             }
-            return;
+            return None;
         }
         let len = body.len();
         match env.message {
@@ -320,20 +375,25 @@ impl<C: Clone> Mesh<C> {
                     &mut s.malformed
                 });
             }
-            _ => self.on_session_message(&name, Link::Inbound, env, len, now),
+            _ => return self.on_session_message(&name, Link::Inbound, env, len, now),
         }
+        None
     }
 
-    fn on_outbound(&mut self, peer: &NodeName, frames: &[&[u8]], total: usize, now: Instant) {
+    fn on_outbound(
+        &mut self,
+        peer: &NodeName,
+        frames: &[&[u8]],
+        total: usize,
+        now: Instant,
+    ) -> Option<Delivery> {
         let (true, Some(body)) = (total == 1, frames.first()) else {
             self.malformed(Some(peer), "wrong frame count", |s| {
                 &mut s.wrong_frame_count
             });
-            return;
+            return None;
         };
-        let Some(env) = self.decode(Some(peer), body) else {
-            return;
-        };
+        let env = self.decode(Some(peer), body)?;
         let len = body.len();
         match env.message {
             Message::Welcome(w) => self.on_welcome(peer, env.incarnation, &w, len, now),
@@ -341,8 +401,9 @@ impl<C: Clone> Mesh<C> {
             Message::Join(_) => {
                 self.malformed(Some(peer), "JOIN on a DEALER", |s| &mut s.malformed)
             }
-            _ => self.on_session_message(peer, Link::Outbound, env, len, now),
+            _ => return self.on_session_message(peer, Link::Outbound, env, len, now),
         }
+        None
     }
 
     /// Size check and decoding; counts and logs whatever fails.
@@ -374,15 +435,16 @@ impl<C: Clone> Mesh<C> {
         log::debug!("dropped {what} from {from:?}");
     }
 
-    /// A message that needs a session: heartbeats, calls, replies, casts, PART.
-    fn on_session_message(
+    /// A message that needs a session: heartbeats, calls, replies, casts,
+    /// streams, fragments, PART.
+    pub(super) fn on_session_message(
         &mut self,
         name: &NodeName,
         link: Link,
         env: Envelope<'_>,
         len: usize,
         now: Instant,
-    ) {
+    ) -> Option<Delivery> {
         let current = self.peers.get(name).and_then(Peer::incarnation);
         if current != Some(env.incarnation) {
             if current.is_some() {
@@ -397,7 +459,7 @@ impl<C: Clone> Mesh<C> {
             if link == Link::Inbound {
                 self.tell_not_joined(name, env.incarnation, now);
             }
-            return;
+            return None;
         }
         if let Some(peer) = self.peers.get_mut(name) {
             peer.heard_on(link, now);
@@ -405,50 +467,94 @@ impl<C: Clone> Mesh<C> {
             peer.stats.bytes_in += len as u64;
         }
         match env.message {
-            Message::Ping { nonce } => self.send(name, link, &Message::Pong { nonce }, None),
+            Message::Ping { nonce } => {
+                self.send(name, link, &Message::Pong { nonce }, Purpose::Control)
+            }
             Message::Pong { nonce } => self.on_pong(name, nonce, now),
             Message::Part(reason) => self.on_part(name, reason, now),
             Message::Request(r) => self.on_request(name, env.incarnation, link, &r, now),
             Message::Reply(r) => self.on_reply(name, &r),
             Message::Cast(c) => self.on_cast(name, env.incarnation, link, &c),
+            Message::Open(o) => self.on_open(name, link, &o, now),
+            Message::Data(d) => return self.on_data(name, link, &d, len, now),
+            Message::Status(s) => self.on_status(name, link, &s, now),
+            Message::Reset(r) => self.on_stream_reset(name, &r),
+            Message::Fragment(f) => return self.on_fragment(name, link, &f, now),
+            Message::Mark { offset } => self.on_mark(name, link, offset),
+            Message::Ack { offset } => self.on_ack(name, link, offset, now),
             Message::Join(_) | Message::Welcome(_) | Message::Reject(_) => {}
         }
+        None
     }
 
-    /// Answers a sender without a session with REJECT(NotJoined), at a bounded rate.
-    fn tell_not_joined(&mut self, name: &NodeName, their_incarnation: u64, now: Instant) {
+    /// Whether one more answer to a stranger (REJECT(NotJoined), RESET of
+    /// an unknown stream) fits in this second's budget.
+    pub(super) fn answer_allowed(&mut self, now: Instant) -> bool {
         let (start, count) = &mut self.not_joined_window;
         if now.saturating_duration_since(*start) >= Duration::from_secs(1) {
             *start = now;
             *count = 0;
         }
         if *count >= self.cfg.limits.max_not_joined_replies_per_sec {
-            return;
+            return false;
         }
         *count += 1;
-        let reject = self.reject_message(RejectCode::NotJoined, their_incarnation, "");
-        self.send(name, Link::Inbound, &reject, None);
+        true
     }
 
-    /// Encodes `message` from this incarnation and queues it for `peer` on `link`.
+    /// Answers a sender without a session with REJECT(NotJoined), at a bounded rate.
+    fn tell_not_joined(&mut self, name: &NodeName, their_incarnation: u64, now: Instant) {
+        if !self.answer_allowed(now) {
+            return;
+        }
+        let reject = self.reject_message(RejectCode::NotJoined, their_incarnation, "");
+        self.send(name, Link::Inbound, &reject, Purpose::Control);
+    }
+
+    /// Encodes `message` from this incarnation and queues it for `peer` on
+    /// `link` as one frame. For protocol messages of bounded size; calls,
+    /// replies, casts and opens go through [`Mesh::send_message`].
     pub(super) fn send(
         &mut self,
         peer: &NodeName,
         link: Link,
         message: &Message<'_>,
-        request_id: Option<u64>,
+        purpose: Purpose,
     ) {
         let frame = message.encode(self.cfg.incarnation);
-        self.send_frame(peer, link, frame, request_id);
+        self.transmit(peer, link, frame, purpose);
     }
 
-    /// Queues an already encoded frame.
-    pub(super) fn send_frame(
+    /// Sends an encoded REQUEST, REPLY, CAST or OPEN: in one frame if it fits
+    /// in a chunk, else as a transfer in FRAGMENTs. Returns `false` when the
+    /// transfer could not be queued (too many bytes already waiting).
+    pub(super) fn send_message(
+        &mut self,
+        peer: &NodeName,
+        link: Link,
+        frame: Arc<Vec<u8>>,
+        purpose: Purpose,
+        now: Instant,
+    ) -> bool {
+        if frame.len() <= self.cfg.limits.chunk_size {
+            let frame = Arc::try_unwrap(frame).unwrap_or_else(|shared| shared.to_vec());
+            self.transmit(peer, link, frame, purpose);
+            return true;
+        }
+        let request_id = match purpose {
+            Purpose::Request(id) => Some(id),
+            _ => None,
+        };
+        self.start_transfer(peer, link, frame, request_id, now)
+    }
+
+    /// Queues one frame for the socket.
+    pub(super) fn transmit(
         &mut self,
         peer: &NodeName,
         link: Link,
         frame: Vec<u8>,
-        request_id: Option<u64>,
+        purpose: Purpose,
     ) {
         self.stats.frames_out += 1;
         if let Some(p) = self.peers.get_mut(peer) {
@@ -459,8 +565,32 @@ impl<C: Clone> Mesh<C> {
             peer: peer.clone(),
             link,
             frame,
-            request_id,
+            purpose,
         }));
+    }
+
+    /// Something now needs the periodic tick (a stream, bytes in flight, a
+    /// message under reassembly): make sure it runs.
+    pub(super) fn need_tick(&mut self, now: Instant) {
+        if self.next_tick.is_none() {
+            self.next_tick = Some(now + self.cfg.timers.heartbeat_interval);
+        }
+    }
+
+    /// Runs the stream deadlines, and the periodic timers of streams, lanes
+    /// and reassembly when the tick is due; the tick stops once nothing
+    /// needs it.
+    pub(super) fn tick(&mut self, now: Instant) {
+        self.stream_timers(now);
+        if self.next_tick.is_some_and(|t| t <= now) {
+            self.next_tick = None;
+            self.stream_tick(now);
+            self.lane_timers(now);
+            self.reassembly_timers(now);
+            if self.streams_exist() || self.lanes_busy() || self.reassembling > 0 {
+                self.need_tick(now);
+            }
+        }
     }
 
     pub(super) fn emit(&mut self, event: PeerEvent) {
@@ -483,7 +613,8 @@ pub(super) fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).chars().take(64).collect()
 }
 
-fn kind_name(m: &Message<'_>) -> &'static str {
+/// The message's kind as `PROTOCOL.md` names it.
+pub(crate) fn kind_name(m: &Message<'_>) -> &'static str {
     match m {
         Message::Join(_) => "JOIN",
         Message::Welcome(_) => "WELCOME",
@@ -494,5 +625,12 @@ fn kind_name(m: &Message<'_>) -> &'static str {
         Message::Request(_) => "REQUEST",
         Message::Reply(_) => "REPLY",
         Message::Cast(_) => "CAST",
+        Message::Open(_) => "OPEN",
+        Message::Data(_) => "DATA",
+        Message::Status(_) => "STATUS",
+        Message::Reset(_) => "RESET",
+        Message::Fragment(_) => "FRAGMENT",
+        Message::Mark { .. } => "MARK",
+        Message::Ack { .. } => "ACK",
     }
 }

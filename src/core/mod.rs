@@ -11,24 +11,32 @@
 
 mod access;
 mod backoff;
+mod bulk;
 mod calls;
 mod config;
 mod dispatch;
 mod events;
+mod fragments;
 mod handshake;
 mod liveness;
 mod mesh;
 mod peer;
 mod rng;
 mod stats;
+mod stream;
+mod streams;
 
 pub use access::{Access, HandshakeFailure};
 pub use calls::Outcome;
 pub use config::{Limits, MeshConfig, Timers};
 pub use events::{LostReason, PeerEvent, Rejection};
-pub use mesh::{Action, Job, JobDone, JobOutcome, Mesh, Origin, SendFailure, Transmit};
+pub use mesh::{
+    Action, Delivery, Job, JobDone, JobOutcome, Mesh, Origin, Purpose, SendFailure, Transmit,
+};
 pub use peer::{Link, PeerInfo, PeerState};
 pub use stats::{NodeStats, PeerStats};
+pub use stream::StreamId;
+pub use streams::{IncomingStream, StreamSignal};
 
 pub(crate) use rng::Rng;
 

@@ -10,7 +10,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::bulk::Lane;
 use super::events::Rejection;
+use super::fragments::Reassembly;
 use super::stats::PeerStats;
 use crate::protocol::NodeName;
 
@@ -21,6 +23,16 @@ pub enum Link {
     Outbound,
     /// The peer's DEALER, seen through our ROUTER (addressed by routing id).
     Inbound,
+}
+
+impl Link {
+    /// 0 for outbound, 1 for inbound: an index into per-link arrays.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Link::Outbound => 0,
+            Link::Inbound => 1,
+        }
+    }
 }
 
 /// The application-visible state of a peer.
@@ -135,7 +147,7 @@ impl RecentRequests {
 /// of them is refused as `NameTaken` (two live nodes claiming one name).
 const SUPERSEDED_KEPT: usize = 4;
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct Peer {
     pub name: NodeName,
     pub session: Option<Session>,
@@ -146,6 +158,15 @@ pub(crate) struct Peer {
     pub last_rejection: Option<Rejection>,
     pub stats: PeerStats,
     pub recent_requests: RecentRequests,
+    /// How many times each link came up. What is pinned to a link (a
+    /// stream, a lane's accounting) records the epoch it began in: a later
+    /// epoch is a new connection, and whatever was in flight on the old one
+    /// may be lost.
+    pub epochs: [u64; 2],
+    /// Bulk traffic to the peer, per link.
+    pub lanes: [Lane; 2],
+    /// Large messages from the peer being reassembled.
+    pub reassembly: Reassembly,
 }
 
 impl Peer {
@@ -164,7 +185,20 @@ impl Peer {
             last_rejection: None,
             stats: PeerStats::default(),
             recent_requests: RecentRequests::default(),
+            epochs: [0; 2],
+            lanes: [Lane::new(now), Lane::new(now)],
+            reassembly: Reassembly::default(),
         }
+    }
+
+    /// The current epoch of `link` (see [`Peer::epochs`]).
+    pub(crate) fn epoch(&self, link: Link) -> u64 {
+        self.epochs[link.index()]
+    }
+
+    /// Whether `link` is up and still the connection of `epoch`.
+    pub(crate) fn link_current(&self, link: Link, epoch: u64) -> bool {
+        self.link_up(link) && self.epoch(link) == epoch
     }
 
     pub(crate) fn incarnation(&self) -> Option<u64> {
@@ -212,7 +246,12 @@ impl Peer {
                     *last_recv = now;
                 }
             }
-            Link::Inbound => self.inbound = Some(Inbound { last_recv: now }),
+            Link::Inbound => {
+                if self.inbound.is_none() {
+                    self.epochs[Link::Inbound.index()] += 1;
+                }
+                self.inbound = Some(Inbound { last_recv: now });
+            }
         }
     }
 

@@ -46,6 +46,21 @@ pub struct NodeStats {
     pub identity_mismatch: u64,
     /// ZeroMQ handshakes that failed (security mismatch, wrong key, refused).
     pub handshakes_failed: u64,
+    /// Streams refused because the node had too many.
+    pub streams_refused: u64,
+    /// Streams reset because bytes were lost or the peer broke flow control.
+    pub streams_broken: u64,
+    /// Stream frames dropped: for an unknown stream, or after this end stopped reading.
+    pub stream_frames_dropped: u64,
+    /// Pieces of large messages dropped (out of order, without a start, or
+    /// of a message that stopped arriving).
+    pub fragments_dropped: u64,
+    /// Large messages refused because the reassembly budget was spent.
+    pub reassembly_refused: u64,
+    /// Large messages not sent because too many bytes were already queued for the peer.
+    pub transfers_refused: u64,
+    /// Large messages abandoned halfway because their link broke.
+    pub transfers_abandoned: u64,
 }
 
 /// Counters and measurements for one peer.

@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, unbounded};
 use parking_lot::{Mutex, RwLock};
 
+use super::command::StreamTx;
 use super::directory::Directory;
 use super::events::EventHub;
 use super::handlers::Registry;
 use super::reactor::Reactor;
 use super::sockets::{self, SocketOptions};
+use super::streams::StreamHost;
 use super::workers::WorkerPool;
 use super::{Inner, Node, Running};
 use crate::core::{Access, Limits, Mesh, MeshConfig, Timers};
@@ -20,6 +22,7 @@ use crate::error::Error;
 use crate::faults::{FaultInjector, FaultPlan};
 use crate::protocol::{NodeName, Security};
 use crate::security::{Keypair, PublicKey};
+use crate::stream::Services;
 use crate::zmq::Context;
 
 /// Configures and starts a [`Node`]. Obtained from [`Node::builder`].
@@ -143,9 +146,42 @@ impl NodeBuilder {
         self
     }
 
-    /// Largest message accepted from the network (default 16 MiB).
+    /// Largest message (call arguments, reply, cast, stream init data, with
+    /// headers) sent or accepted (default 128 MiB). Messages larger than the
+    /// chunk size travel in pieces and are reassembled.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.limits.max_message_size = bytes;
+        self
+    }
+
+    /// Payload bytes of one stream or message piece, 4 KiB to 1 MiB
+    /// (default 64 KiB). Smaller pieces let calls overtake bulk traffic
+    /// sooner; larger ones cost less per byte.
+    pub fn chunk_size(mut self, bytes: usize) -> Self {
+        self.limits.chunk_size = bytes;
+        self
+    }
+
+    /// A stream's window (default 1 MiB): how far a writer may run ahead of
+    /// its reader, and how much it may queue before `write` blocks. Each
+    /// stream holds at most this much memory on each side; its throughput is
+    /// at most this divided by the round trip.
+    pub fn stream_window(mut self, bytes: usize) -> Self {
+        self.limits.stream_window = bytes;
+        self
+    }
+
+    /// Bulk bytes in flight on one link (default 1 MiB): a call sent while a
+    /// bulk transfer runs waits behind at most this much.
+    pub fn link_window(mut self, bytes: usize) -> Self {
+        self.limits.link_window = bytes;
+        self
+    }
+
+    /// Most streams open at once, both directions (default 1024). Each
+    /// accepted stream runs its service on a thread of its own.
+    pub fn max_streams(mut self, streams: usize) -> Self {
+        self.limits.max_streams = streams;
         self
     }
 
@@ -293,8 +329,23 @@ impl NodeBuilder {
         if self.workers == 0 || self.command_capacity == 0 || self.event_capacity == 0 {
             return bad("workers, command capacity and event capacity must be non-zero");
         }
-        if self.limits.max_message_size < 1024 || self.high_water_mark < 0 {
+        let l = &self.limits;
+        if l.max_message_size < 1024 || self.high_water_mark < 0 {
             return bad("the maximum message size must be at least 1 KiB");
+        }
+        if !(4096..=crate::protocol::MAX_CHUNK).contains(&l.chunk_size) {
+            return bad("the chunk size must be within 4 KiB..=1 MiB");
+        }
+        if l.stream_window < l.chunk_size || l.stream_window > u32::MAX as usize {
+            return bad("the stream window must be at least one chunk and below 4 GiB");
+        }
+        if l.link_window < l.chunk_size {
+            return bad("the link window must be at least one chunk");
+        }
+        if l.max_streams == 0 || l.max_reassembly < l.max_message_size {
+            return bad(
+                "max_streams must be non-zero and the reassembly budget at least one message",
+            );
         }
         if self.faults.as_ref().is_some_and(|p| !p.is_valid()) {
             return bad("fault fractions must be within 0.0..=1.0");
@@ -327,11 +378,14 @@ impl NodeBuilder {
         let options = SocketOptions {
             name: name.clone(),
             high_water_mark: self.high_water_mark,
+            // No frame is larger than a chunk plus its header: larger
+            // messages travel in pieces.
             hard_max_frame: i64::try_from(
                 self.limits
                     .max_message_size
                     .saturating_mul(2)
-                    .saturating_add(4096),
+                    .saturating_add(4096)
+                    .min(crate::protocol::MAX_FRAME),
             )
             .unwrap_or(i64::MAX),
             linger: self.linger,
@@ -382,6 +436,12 @@ impl NodeBuilder {
         let close_requested = Arc::new(AtomicBool::new(false));
         let abort = Arc::new(AtomicBool::new(false));
         let (commands_tx, commands_rx) = bounded(self.command_capacity);
+        let (stream_tx, stream_rx) = unbounded();
+        let stream_tx = StreamTx {
+            tx: stream_tx,
+            waker: waker.clone(),
+        };
+        let stream_services = Arc::new(Services::default());
         let (done_tx, done_rx) = unbounded();
         let (workers, jobs_tx) = WorkerPool::start(
             name.as_str(),
@@ -411,6 +471,14 @@ impl NodeBuilder {
             directory: directory.clone(),
             published_generation: None,
             faults: self.faults.clone().map(FaultInjector::new),
+            streams: StreamHost::new(
+                stream_services.clone(),
+                stream_tx.clone(),
+                stream_rx,
+                self.limits.stream_window,
+                self.limits.chunk_size,
+                name.as_str(),
+            ),
         };
         let thread = std::thread::Builder::new()
             .name(format!("bilateral-reactor-{name}"))
@@ -442,6 +510,8 @@ impl NodeBuilder {
                 shutdown_grace: self.shutdown_grace,
                 public_key: self.curve.as_ref().map(|k| *k.public()),
                 channels: Mutex::new(None),
+                stream_services,
+                stream_tx,
             }),
         })
     }

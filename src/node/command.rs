@@ -5,11 +5,14 @@ use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
-use crate::core::{NodeStats, Outcome, PeerInfo};
-use crate::error::Error;
+use super::waker::Waker;
+use crate::core::{NodeStats, Outcome, PeerInfo, StreamId};
+use crate::error::{Error, StreamError};
 use crate::faults::{FaultPlan, FaultStats};
 use crate::protocol::NodeName;
+use crate::protocol::ResetCode;
 use crate::security::PublicKey;
+use crate::stream::shared::Shared;
 
 /// Where a call's per-target results go: the caller's channel, and the
 /// caller's slot for each target the mesh was given (when the caller settled
@@ -75,6 +78,69 @@ pub(crate) enum Command {
         change: FaultChange,
         reply: Sender<Option<FaultStats>>,
     },
+    /// Open a stream; the reply is its shared state, to wait on for the answer.
+    OpenStream {
+        peer: NodeName,
+        service: String,
+        init: Vec<u8>,
+        deadline: Instant,
+        reply: Sender<Result<Arc<Shared>, StreamError>>,
+    },
+}
+
+/// Stream work from the threads holding streams to the reactor.
+///
+/// These travel on a queue of their own, unbounded but bounded in practice
+/// by the streams themselves: a writer has at most its send buffer in
+/// `Write`s, a reader reports consumption once per quarter window, and the
+/// rest come once per stream. They must never be refused, or a stream
+/// would be left half-closed.
+#[derive(Debug)]
+pub(crate) enum StreamCommand {
+    Write {
+        id: StreamId,
+        frames: Vec<Vec<u8>>,
+    },
+    Finish {
+        id: StreamId,
+    },
+    Consumed {
+        id: StreamId,
+        bytes: u64,
+    },
+    Stop {
+        id: StreamId,
+    },
+    Reset {
+        id: StreamId,
+        code: ResetCode,
+    },
+    Accept {
+        id: StreamId,
+    },
+    Refuse {
+        id: StreamId,
+        code: ResetCode,
+        detail: String,
+    },
+}
+
+/// Where a stream's halves send their [`StreamCommand`]s.
+#[derive(Clone, Debug)]
+pub(crate) struct StreamTx {
+    pub tx: Sender<StreamCommand>,
+    pub waker: Arc<Waker>,
+}
+
+impl StreamTx {
+    /// Queues a command and wakes the reactor; `false` once the node is gone.
+    pub(crate) fn send(&self, command: StreamCommand) -> bool {
+        if self.tx.send(command).is_err() {
+            return false;
+        }
+        self.waker.wake();
+        true
+    }
 }
 
 /// A change to a node's fault plan.
@@ -96,6 +162,9 @@ impl Command {
                 for index in 0..targets.len() {
                     sink.deliver(index, Err(crate::error::CallError::Closed));
                 }
+            }
+            Command::OpenStream { reply, .. } => {
+                let _ = reply.send(Err(StreamError::Closed));
             }
             // Dropping the reply channel tells the waiter the node is gone.
             Command::Disconnect { .. }

@@ -96,6 +96,18 @@ impl From<&str> for HandlerError {
     }
 }
 
+impl From<std::io::Error> for HandlerError {
+    fn from(e: std::io::Error) -> Self {
+        HandlerError(e.to_string())
+    }
+}
+
+impl From<crate::error::StreamError> for HandlerError {
+    fn from(e: crate::error::StreamError) -> Self {
+        HandlerError(e.to_string())
+    }
+}
+
 impl From<Box<dyn std::error::Error + Send + Sync>> for HandlerError {
     fn from(e: Box<dyn std::error::Error + Send + Sync>) -> Self {
         HandlerError(e.to_string())

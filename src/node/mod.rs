@@ -10,6 +10,7 @@ mod handlers;
 mod reactor;
 mod sockets;
 mod spin;
+mod streams;
 mod waker;
 mod workers;
 
@@ -35,6 +36,7 @@ use crate::faults::{FaultPlan, FaultStats};
 use crate::protocol::{MethodName, NodeName};
 use crate::security::{Keypair, PublicKey};
 use command::{CallSink, Command, FaultChange, Snapshot};
+pub(crate) use command::{StreamCommand, StreamTx};
 use directory::Directory;
 use events::EventHub;
 use handlers::Registry;
@@ -79,6 +81,10 @@ struct Inner {
     public_key: Option<PublicKey>,
     /// The channel service, started by the first `channel` call.
     channels: Mutex<Option<Arc<crate::channel::Hub>>>,
+    /// Stream services, by name.
+    stream_services: Arc<crate::stream::Services>,
+    /// Where streams opened here send their commands.
+    stream_tx: StreamTx,
 }
 
 /// A reference to a node that does not keep it open (see [`Node::downgrade`]).
@@ -271,6 +277,85 @@ impl Node {
     /// Removes the handler of `method`; returns whether there was one.
     pub fn unregister(&self, method: &str) -> bool {
         self.inner.registry.remove(method)
+    }
+
+    /// Registers the stream service `service`, replacing any previous one.
+    ///
+    /// When a peer opens a stream for it, `handler` runs on a thread of its
+    /// own with an [`Incoming`](crate::Incoming): the opener's name and its
+    /// init data decoded from MessagePack into `T`. The handler accepts the
+    /// stream (and gets its end of it) or refuses it; returning without
+    /// accepting refuses it, with the returned error's message if any. Init
+    /// data that does not decode into `T` is refused as
+    /// [`StreamError::BadInit`](crate::StreamError::BadInit) without running
+    /// the handler, and a panic in the handler only ends its stream.
+    pub fn on_stream<T, F>(&self, service: &str, handler: F) -> Result<(), Error>
+    where
+        T: DeserializeOwned + Send + 'static,
+        F: Fn(crate::Incoming<T>) -> Result<(), HandlerError> + Send + Sync + 'static,
+    {
+        MethodName::new(service).map_err(|reason| Error::InvalidName {
+            name: service.to_string(),
+            reason,
+        })?;
+        self.inner.stream_services.insert(service, handler);
+        Ok(())
+    }
+
+    /// Removes the stream service `service`; returns whether there was one.
+    /// Streams already accepted go on.
+    pub fn remove_stream_service(&self, service: &str) -> bool {
+        self.inner.stream_services.remove(service)
+    }
+
+    /// The registered stream services, sorted.
+    pub fn stream_services(&self) -> Vec<String> {
+        self.inner.stream_services.names()
+    }
+
+    /// Opens a byte stream to `peer`'s stream service `service`, passing
+    /// `init` (encoded as MessagePack) to its handler. Returns once the
+    /// handler accepted, with this end of the stream.
+    ///
+    /// Fails with [`StreamError::UnknownService`](crate::StreamError::UnknownService)
+    /// if the peer has no such service, [`StreamError::Refused`](crate::StreamError::Refused)
+    /// with the handler's reason, [`StreamError::BadInit`](crate::StreamError::BadInit)
+    /// if the init data does not fit the service, `UnknownPeer` or
+    /// `Unreachable` without a session, `PeerLost` if the session ends
+    /// meanwhile, and [`StreamError::Timeout`](crate::StreamError::Timeout)
+    /// without an answer within `timeout`.
+    pub fn open_stream<T: Serialize + ?Sized>(
+        &self,
+        peer: &str,
+        service: &str,
+        init: &T,
+        timeout: Duration,
+    ) -> Result<crate::Stream, crate::StreamError> {
+        use crate::StreamError;
+        let deadline = Instant::now() + timeout;
+        let peer = NodeName::new(peer).map_err(|_| StreamError::UnknownPeer)?;
+        MethodName::new(service)
+            .map_err(|reason| StreamError::Local(format!("service name {service:?}: {reason}")))?;
+        let init = handlers::encode(init).map_err(StreamError::Local)?;
+        let (reply, answer) = bounded(1);
+        self.send_command(Command::OpenStream {
+            peer,
+            service: service.to_string(),
+            init,
+            deadline,
+            reply,
+        })
+        .map_err(|e| match e {
+            Error::Overloaded(_) => StreamError::Overloaded(Side::Local),
+            _ => StreamError::Closed,
+        })?;
+        let shared = answer
+            .recv_timeout(REACTOR_ANSWER)
+            .map_err(|_| StreamError::Closed)??;
+        // The core fails the stream at the deadline; the margin only guards
+        // against a reactor that stopped answering.
+        shared.wait_accepted(deadline + REACTOR_ANSWER)?;
+        Ok(crate::Stream::new(shared, self.inner.stream_tx.clone()))
     }
 
     /// The registered method names, sorted.
@@ -677,6 +762,7 @@ impl Inner {
         }
         self.refuse_leftovers();
         self.registry.clear();
+        self.stream_services.clear();
         log::info!("node {} closed", self.name);
     }
 }

@@ -21,12 +21,16 @@ use super::directory::Directory;
 use super::events::EventHub;
 use super::sockets::{self, Monitored, SocketOptions};
 use super::spin::SpinPermit;
+use super::streams::StreamHost;
 use super::waker::{WakeReceiver, Waker};
-use crate::core::{Action, Job, JobDone, JobOutcome, Link, Mesh, Origin, SendFailure, Transmit};
+use crate::core::{
+    Action, Delivery, Job, JobDone, JobOutcome, Link, Mesh, Origin, SendFailure, Transmit,
+};
 use crate::error::Error;
 use crate::faults::{Direction, FaultInjector, FaultPlan};
 use crate::protocol::{NodeName, ReplyStatus};
 use crate::security::zap;
+use crate::stream::shared::Chunk;
 use crate::zmq::{Context, Message, MonitorEvent, PollItem, SendFlags, Socket};
 
 /// Calls plus handler jobs in flight at or below which the reactor counts as
@@ -61,6 +65,8 @@ pub(crate) struct Reactor {
     pub published_generation: Option<u64>,
     /// Fault injection, when a plan is set.
     pub faults: Option<FaultInjector<Faulted>>,
+    /// Live streams and stream services.
+    pub streams: StreamHost,
 }
 
 /// A message in the hands of the fault injector.
@@ -151,6 +157,7 @@ impl Reactor {
             self.release_held(now);
             let mut active = self.drain_done(now);
             active |= self.drain_commands(now);
+            active |= self.streams.drain(&mut self.mesh, now);
             self.mesh.handle_timeout(now);
             active |= self.execute();
             // Spin only under light load, when more work is due within
@@ -177,6 +184,7 @@ impl Reactor {
     fn has_queued_work(&self) -> bool {
         !self.commands.is_empty()
             || !self.done.is_empty()
+            || self.streams.has_work()
             || self.close_requested.load(Ordering::Acquire)
     }
 
@@ -219,7 +227,7 @@ impl Reactor {
         let curve = self.options.curve.is_some();
         for _ in 0..READ_BATCH {
             match self.router.socket.recv_multipart(true, MAX_FRAMES) {
-                Ok((frames, total)) => {
+                Ok((mut frames, total)) => {
                     let parts: Vec<&[u8]> = frames.iter().map(Message::as_bytes).collect();
                     // The authenticated key travels with every data frame.
                     let user_id = if curve {
@@ -242,7 +250,10 @@ impl Reactor {
                         let origin = Origin::Router {
                             user_id: user_id.as_deref(),
                         };
-                        self.mesh.handle_inbound(origin, &parts, total, now);
+                        let delivery = self.mesh.handle_inbound(origin, &parts, total, now);
+                        if let (Some(d), Some(body)) = (delivery, frames.pop()) {
+                            self.streams.deliver(d.stream, Chunk::Frame(body, d.range));
+                        }
                     }
                 }
                 Err(e) if e.is_again() => return,
@@ -260,7 +271,7 @@ impl Reactor {
                 return;
             };
             match dealer.socket.recv_multipart(true, MAX_FRAMES) {
-                Ok((frames, total)) => {
+                Ok((mut frames, total)) => {
                     let parts: Vec<&[u8]> = frames.iter().map(Message::as_bytes).collect();
                     if self.faults.is_some() {
                         let received = Received {
@@ -276,8 +287,12 @@ impl Reactor {
                             now,
                         );
                     } else {
-                        self.mesh
-                            .handle_inbound(Origin::Outbound(peer), &parts, total, now);
+                        let delivery =
+                            self.mesh
+                                .handle_inbound(Origin::Outbound(peer), &parts, total, now);
+                        if let (Some(d), Some(body)) = (delivery, frames.pop()) {
+                            self.streams.deliver(d.stream, Chunk::Frame(body, d.range));
+                        }
                     }
                 }
                 Err(e) if e.is_again() => return,
@@ -453,6 +468,18 @@ impl Reactor {
                 self.change_faults(change);
                 let _ = reply.send(self.faults.as_ref().map(FaultInjector::stats));
             }
+            Command::OpenStream {
+                peer,
+                service,
+                init,
+                deadline,
+                reply,
+            } => {
+                let opened =
+                    self.streams
+                        .open(&mut self.mesh, &peer, &service, &init, deadline, now);
+                let _ = reply.send(opened);
+            }
         }
     }
 
@@ -526,6 +553,8 @@ impl Reactor {
                 index,
                 outcome,
             } => completion.deliver(index, outcome),
+            Action::IncomingStream(incoming) => self.streams.incoming(&mut self.mesh, incoming),
+            Action::Stream { id, signal } => self.streams.signal(id, signal),
         }
     }
 
@@ -567,7 +596,7 @@ impl Reactor {
     fn deliver(&mut self, item: Faulted, now: Instant) {
         match item {
             Faulted::Send(t) => self.send_now(t),
-            Faulted::Receive(r) => {
+            Faulted::Receive(mut r) => {
                 let parts: Vec<&[u8]> = r.frames.iter().map(Vec::as_slice).collect();
                 let origin = match &r.dealer {
                     Some(peer) => Origin::Outbound(peer),
@@ -575,7 +604,10 @@ impl Reactor {
                         user_id: r.user_id.as_deref(),
                     },
                 };
-                self.mesh.handle_inbound(origin, &parts, r.total, now);
+                let delivery = self.mesh.handle_inbound(origin, &parts, r.total, now);
+                if let (Some(Delivery { stream, range }), Some(body)) = (delivery, r.frames.pop()) {
+                    self.streams.deliver(stream, Chunk::Bytes(body, range));
+                }
             }
         }
     }
@@ -621,7 +653,7 @@ impl Reactor {
                     self.mesh.handle_send_failed(
                         &t.peer,
                         t.link,
-                        t.request_id,
+                        t.purpose,
                         SendFailure::Unreachable,
                         now,
                     );
@@ -650,7 +682,7 @@ impl Reactor {
             };
             log::debug!("send to {} over {:?} failed: {e}", t.peer, t.link);
             self.mesh
-                .handle_send_failed(&t.peer, t.link, t.request_id, failure, Instant::now());
+                .handle_send_failed(&t.peer, t.link, t.purpose, failure, Instant::now());
         }
     }
 
@@ -691,6 +723,7 @@ impl Reactor {
             }
         }
         self.execute();
+        self.streams.close();
         while let Ok(command) = self.commands.try_recv() {
             command.refuse();
         }

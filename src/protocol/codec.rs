@@ -6,12 +6,12 @@
 //! 0      1        2             10
 //! +------+--------+-------------+----------------------+
 //! | wire | kind   | incarnation | payload (per kind)   |
-//! | 0x01 | 1..=9  | u64         |                      |
+//! | 0x01 | 1..=16 | u64         |                      |
 //! +------+--------+-------------+----------------------+
 //! ```
 
 use super::message::*;
-use super::{HEADER_LEN, WIRE_VERSION};
+use super::{DATA_HEADER_LEN, FRAGMENT_HEADER_LEN, HEADER_LEN, WIRE_VERSION};
 
 const JOIN: u8 = 1;
 const WELCOME: u8 = 2;
@@ -22,6 +22,22 @@ const PART: u8 = 6;
 const REQUEST: u8 = 7;
 const REPLY: u8 = 8;
 const CAST: u8 = 9;
+const OPEN: u8 = 10;
+const DATA: u8 = 11;
+const STATUS: u8 = 12;
+const RESET: u8 = 13;
+const FRAGMENT: u8 = 14;
+const MARK: u8 = 15;
+const ACK: u8 = 16;
+
+/// Stream frames: the sender opened the stream.
+const FROM_OPENER: u8 = 0x01;
+/// STATUS: the sender finished writing.
+const FIN: u8 = 0x02;
+/// STATUS: the sender reads no more.
+const STOP: u8 = 0x04;
+/// STATUS: the sender asks for a STATUS back.
+const PROBE: u8 = 0x08;
 
 /// Why a frame could not be decoded. Every variant means "drop and count".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -112,6 +128,52 @@ pub fn decode(frame: &[u8]) -> Result<Envelope<'_>, DecodeError> {
                 args: r.rest(),
             })
         }
+        OPEN => {
+            let stream_id = r.u64()?;
+            let timeout_ms = r.u32()?;
+            let window = r.u32()?;
+            let service = r.method()?;
+            Message::Open(Open {
+                stream_id,
+                timeout_ms,
+                window,
+                service,
+                init: r.rest(),
+            })
+        }
+        DATA => Message::Data(Data {
+            stream_id: r.u64()?,
+            from_opener: r.u8()? & FROM_OPENER != 0,
+            offset: r.u64()?,
+            payload: r.rest(),
+        }),
+        STATUS => {
+            let stream_id = r.u64()?;
+            let flags = r.u8()?;
+            Message::Status(Status {
+                stream_id,
+                from_opener: flags & FROM_OPENER != 0,
+                sent: r.u64()?,
+                limit: r.u64()?,
+                fin: flags & FIN != 0,
+                stop: flags & STOP != 0,
+                probe: flags & PROBE != 0,
+            })
+        }
+        RESET => Message::Reset(Reset {
+            stream_id: r.u64()?,
+            from_opener: r.u8()? & FROM_OPENER != 0,
+            code: ResetCode::from_code(r.u8()?),
+            detail: r.str16()?,
+        }),
+        FRAGMENT => Message::Fragment(Fragment {
+            transfer_id: r.u64()?,
+            total: r.u64()?,
+            offset: r.u64()?,
+            payload: r.rest(),
+        }),
+        MARK => Message::Mark { offset: r.u64()? },
+        ACK => Message::Ack { offset: r.u64()? },
         other => return Err(DecodeError::UnknownKind(other)),
     };
     // Bytes after the known fields of a fixed-layout message are ignored, so a
@@ -199,6 +261,9 @@ impl Message<'_> {
             Message::Request(r) => 13 + r.method.len() + r.args.len(),
             Message::Reply(r) => 9 + r.payload.len(),
             Message::Cast(c) => 1 + c.method.len() + c.args.len(),
+            Message::Open(o) => 17 + o.service.len() + o.init.len(),
+            Message::Data(d) => DATA_HEADER_LEN - HEADER_LEN + d.payload.len(),
+            Message::Fragment(f) => FRAGMENT_HEADER_LEN - HEADER_LEN + f.payload.len(),
             _ => 64,
         }
     }
@@ -226,9 +291,7 @@ impl Message<'_> {
                 out.push(r.code.code());
                 out.extend_from_slice(&r.your_incarnation.to_be_bytes());
                 out.extend_from_slice(&[r.min_version, r.max_version]);
-                let detail = truncate(r.detail, usize::from(u16::MAX));
-                out.extend_from_slice(&(detail.len() as u16).to_be_bytes());
-                out.extend_from_slice(detail.as_bytes());
+                put_str16(out, r.detail);
             }
             Message::Ping { nonce } | Message::Pong { nonce } => {
                 out.extend_from_slice(&nonce.to_be_bytes());
@@ -249,6 +312,46 @@ impl Message<'_> {
                 put_str8(out, c.method);
                 out.extend_from_slice(c.args);
             }
+            Message::Open(o) => {
+                out.extend_from_slice(&o.stream_id.to_be_bytes());
+                out.extend_from_slice(&o.timeout_ms.to_be_bytes());
+                out.extend_from_slice(&o.window.to_be_bytes());
+                put_str8(out, o.service);
+                out.extend_from_slice(o.init);
+            }
+            Message::Data(d) => {
+                out.extend_from_slice(&d.stream_id.to_be_bytes());
+                out.push(opener_flag(d.from_opener));
+                out.extend_from_slice(&d.offset.to_be_bytes());
+                out.extend_from_slice(d.payload);
+            }
+            Message::Status(s) => {
+                let mut flags = opener_flag(s.from_opener);
+                for (set, bit) in [(s.fin, FIN), (s.stop, STOP), (s.probe, PROBE)] {
+                    if set {
+                        flags |= bit;
+                    }
+                }
+                out.extend_from_slice(&s.stream_id.to_be_bytes());
+                out.push(flags);
+                out.extend_from_slice(&s.sent.to_be_bytes());
+                out.extend_from_slice(&s.limit.to_be_bytes());
+            }
+            Message::Reset(r) => {
+                out.extend_from_slice(&r.stream_id.to_be_bytes());
+                out.push(opener_flag(r.from_opener));
+                out.push(r.code.code());
+                put_str16(out, r.detail);
+            }
+            Message::Fragment(f) => {
+                out.extend_from_slice(&f.transfer_id.to_be_bytes());
+                out.extend_from_slice(&f.total.to_be_bytes());
+                out.extend_from_slice(&f.offset.to_be_bytes());
+                out.extend_from_slice(f.payload);
+            }
+            Message::Mark { offset } | Message::Ack { offset } => {
+                out.extend_from_slice(&offset.to_be_bytes());
+            }
         }
     }
 
@@ -263,6 +366,13 @@ impl Message<'_> {
             Message::Request(_) => REQUEST,
             Message::Reply(_) => REPLY,
             Message::Cast(_) => CAST,
+            Message::Open(_) => OPEN,
+            Message::Data(_) => DATA,
+            Message::Status(_) => STATUS,
+            Message::Reset(_) => RESET,
+            Message::Fragment(_) => FRAGMENT,
+            Message::Mark { .. } => MARK,
+            Message::Ack { .. } => ACK,
         }
     }
 }
@@ -285,4 +395,40 @@ fn put_str8(out: &mut Vec<u8>, s: &str) {
     let s = truncate(s, 255);
     out.push(s.len() as u8);
     out.extend_from_slice(s.as_bytes());
+}
+
+fn put_str16(out: &mut Vec<u8>, s: &str) {
+    let s = truncate(s, usize::from(u16::MAX));
+    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn opener_flag(from_opener: bool) -> u8 {
+    if from_opener { FROM_OPENER } else { 0 }
+}
+
+/// Writes the header of a DATA frame into the first [`DATA_HEADER_LEN`]
+/// bytes of `frame`, whose remaining bytes are the payload.
+///
+/// This lets a writer copy its bytes straight into a frame with room left in
+/// front, and the core fill in the header once it knows the offset, so the
+/// payload is copied once on its way to the socket. Returns `false` (and
+/// writes nothing) if `frame` is shorter than the header.
+pub fn write_data_header(
+    frame: &mut [u8],
+    incarnation: u64,
+    stream_id: u64,
+    from_opener: bool,
+    offset: u64,
+) -> bool {
+    let Some(header) = frame.get_mut(..DATA_HEADER_LEN) else {
+        return false;
+    };
+    header[0] = WIRE_VERSION;
+    header[1] = DATA;
+    header[2..10].copy_from_slice(&incarnation.to_be_bytes());
+    header[10..18].copy_from_slice(&stream_id.to_be_bytes());
+    header[18] = opener_flag(from_opener);
+    header[18 + 1..DATA_HEADER_LEN].copy_from_slice(&offset.to_be_bytes());
+    true
 }

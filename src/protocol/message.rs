@@ -36,6 +36,27 @@ pub enum Message<'a> {
     Reply(Reply<'a>),
     /// A one-way call: no reply.
     Cast(Cast<'a>),
+    /// Asks the receiver to accept a byte stream for one of its services.
+    Open(Open<'a>),
+    /// Bytes of a stream.
+    Data(Data<'a>),
+    /// One end's view of a stream: what it sent, what it lets the other end
+    /// send, whether it finished or stopped reading.
+    Status(Status),
+    /// Ends a stream abruptly, or refuses an OPEN.
+    Reset(Reset<'a>),
+    /// A piece of a message too large for one frame.
+    Fragment(Fragment<'a>),
+    /// Asks the receiver to acknowledge the bulk bytes sent on this link so far.
+    Mark {
+        /// Bulk bytes (DATA and FRAGMENT frames) the sender has sent on this link.
+        offset: u64,
+    },
+    /// Answer to a MARK.
+    Ack {
+        /// The offset of the MARK being answered.
+        offset: u64,
+    },
 }
 
 /// The security mechanism a node runs; both ends of a session must agree.
@@ -289,4 +310,145 @@ pub struct Cast<'a> {
     pub method: &'a str,
     /// The arguments, MessagePack (opaque to the protocol).
     pub args: &'a [u8],
+}
+
+/// OPEN: please run stream service `service` with `init` and accept a stream.
+///
+/// Accepted by a [`Status`] from the acceptor, refused by a [`Reset`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Open<'a> {
+    /// Chosen by the opener, unique among the streams it opened.
+    pub stream_id: u64,
+    /// Milliseconds the opener waits for the answer, from when it sent OPEN.
+    pub timeout_ms: u32,
+    /// Bytes the acceptor may send before the opener grants more.
+    pub window: u32,
+    /// The service name.
+    pub service: &'a str,
+    /// The opener's init data, MessagePack (opaque to the protocol).
+    pub init: &'a [u8],
+}
+
+/// DATA: the stream bytes at `offset..offset + payload.len()`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Data<'a> {
+    /// The opener's id of the stream.
+    pub stream_id: u64,
+    /// Whether the sender of this frame opened the stream.
+    pub from_opener: bool,
+    /// Position of the first byte in the sender's direction of the stream.
+    pub offset: u64,
+    /// The bytes.
+    pub payload: &'a [u8],
+}
+
+/// STATUS: the sender's side of a stream. Every field is absolute, so a
+/// STATUS can be repeated or lost without harm; the next one says it all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The opener's id of the stream.
+    pub stream_id: u64,
+    /// Whether the sender of this frame opened the stream.
+    pub from_opener: bool,
+    /// Bytes the sender has sent in its direction so far.
+    pub sent: u64,
+    /// The receiver of this frame may send bytes up to this offset.
+    pub limit: u64,
+    /// The sender has finished writing: `sent` is the final length.
+    pub fin: bool,
+    /// The sender reads no more: the receiver of this frame should stop writing.
+    pub stop: bool,
+    /// The sender asks for the receiver's STATUS in return.
+    pub probe: bool,
+}
+
+/// Why a stream was reset or refused. The numbers are on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ResetCode {
+    /// No stream service has that name.
+    UnknownService,
+    /// The service's handler refused the stream.
+    Refused,
+    /// The init data did not decode into the service's type.
+    BadInit,
+    /// Too many streams, or a queue is full.
+    Overloaded,
+    /// The application abandoned the stream (dropped it unfinished).
+    Cancelled,
+    /// The opener gave up waiting for the answer to its OPEN.
+    Timeout,
+    /// The stream is not known (any more) to the sender of the RESET.
+    UnknownStream,
+    /// The other end sent beyond its credit, or after it finished.
+    FlowControl,
+    /// Stream bytes were lost in transit.
+    DataLost,
+    /// The node is shutting down.
+    ShuttingDown,
+    /// A code this implementation does not know.
+    Other(u8),
+}
+
+impl ResetCode {
+    /// The code's byte on the wire.
+    pub fn code(self) -> u8 {
+        match self {
+            ResetCode::UnknownService => 1,
+            ResetCode::Refused => 2,
+            ResetCode::BadInit => 3,
+            ResetCode::Overloaded => 4,
+            ResetCode::Cancelled => 5,
+            ResetCode::Timeout => 6,
+            ResetCode::UnknownStream => 7,
+            ResetCode::FlowControl => 8,
+            ResetCode::DataLost => 9,
+            ResetCode::ShuttingDown => 10,
+            ResetCode::Other(c) => c,
+        }
+    }
+
+    /// The code for a byte read from the wire.
+    pub fn from_code(code: u8) -> Self {
+        match code {
+            1 => ResetCode::UnknownService,
+            2 => ResetCode::Refused,
+            3 => ResetCode::BadInit,
+            4 => ResetCode::Overloaded,
+            5 => ResetCode::Cancelled,
+            6 => ResetCode::Timeout,
+            7 => ResetCode::UnknownStream,
+            8 => ResetCode::FlowControl,
+            9 => ResetCode::DataLost,
+            10 => ResetCode::ShuttingDown,
+            c => ResetCode::Other(c),
+        }
+    }
+}
+
+/// RESET: the stream is over, in both directions; or the OPEN is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reset<'a> {
+    /// The opener's id of the stream.
+    pub stream_id: u64,
+    /// Whether the sender of this frame opened the stream.
+    pub from_opener: bool,
+    /// Why.
+    pub code: ResetCode,
+    /// Human-readable detail (a refusal's reason).
+    pub detail: &'a str,
+}
+
+/// FRAGMENT: bytes `offset..offset + payload.len()` of a `total`-byte frame
+/// (a REQUEST, REPLY or CAST) that was too large to send whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fragment<'a> {
+    /// Chosen by the sender, unique among its transfers to this peer.
+    pub transfer_id: u64,
+    /// Length of the whole frame.
+    pub total: u64,
+    /// Position of this piece.
+    pub offset: u64,
+    /// The piece.
+    pub payload: &'a [u8],
 }

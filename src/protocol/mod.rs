@@ -10,10 +10,10 @@ mod codec;
 mod message;
 mod name;
 
-pub use codec::{DecodeError, decode};
+pub use codec::{DecodeError, decode, write_data_header};
 pub use message::{
-    Cast, Envelope, Join, Message, PartReason, Reject, RejectCode, Reply, ReplyStatus, Request,
-    Security, Welcome,
+    Cast, Data, Envelope, Fragment, Join, Message, Open, PartReason, Reject, RejectCode, Reply,
+    ReplyStatus, Request, Reset, ResetCode, Security, Status, Welcome,
 };
 pub use name::{MethodName, NameError, NodeName};
 
@@ -28,6 +28,19 @@ pub const MAX_PROTOCOL_VERSION: u8 = 1;
 
 /// Bytes of the fixed header that starts every frame.
 pub const HEADER_LEN: usize = 10;
+
+/// Bytes in front of a DATA frame's payload.
+pub const DATA_HEADER_LEN: usize = HEADER_LEN + 17;
+
+/// Bytes in front of a FRAGMENT frame's payload.
+pub const FRAGMENT_HEADER_LEN: usize = HEADER_LEN + 24;
+
+/// The largest payload of one DATA or FRAGMENT frame a node may send.
+pub const MAX_CHUNK: usize = 1024 * 1024;
+
+/// The largest frame a node may send; anything larger is a protocol
+/// violation, and libzmq drops the connection that carries it.
+pub const MAX_FRAME: usize = MAX_CHUNK + 1024;
 
 #[cfg(test)]
 mod tests;

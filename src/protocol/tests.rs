@@ -59,6 +59,63 @@ fn samples() -> Vec<Message<'static>> {
             method: "log",
             args: &[],
         }),
+        Message::Open(Open {
+            stream_id: 3,
+            timeout_ms: 2000,
+            window: 1 << 20,
+            service: "files",
+            init: &[0x91, 0x01],
+        }),
+        Message::Data(Data {
+            stream_id: 3,
+            from_opener: true,
+            offset: 65536,
+            payload: b"bytes",
+        }),
+        Message::Data(Data {
+            stream_id: u64::MAX,
+            from_opener: false,
+            offset: 0,
+            payload: b"",
+        }),
+        Message::Status(Status {
+            stream_id: 3,
+            from_opener: false,
+            sent: 10,
+            limit: 1 << 40,
+            fin: true,
+            stop: false,
+            probe: true,
+        }),
+        Message::Status(Status {
+            stream_id: 4,
+            from_opener: true,
+            sent: 0,
+            limit: 0,
+            fin: false,
+            stop: true,
+            probe: false,
+        }),
+        Message::Reset(Reset {
+            stream_id: 3,
+            from_opener: true,
+            code: ResetCode::Refused,
+            detail: "disk full",
+        }),
+        Message::Reset(Reset {
+            stream_id: 3,
+            from_opener: false,
+            code: ResetCode::Other(99),
+            detail: "",
+        }),
+        Message::Fragment(Fragment {
+            transfer_id: 8,
+            total: 100_000,
+            offset: 65536,
+            payload: &[1, 2, 3],
+        }),
+        Message::Mark { offset: 1 << 33 },
+        Message::Ack { offset: 7 },
     ]
 }
 
@@ -83,6 +140,9 @@ fn every_truncation_of_a_fixed_message_is_an_error() {
             Message::Request(r) => frame.len() - r.args.len(),
             Message::Reply(r) => frame.len() - r.payload.len(),
             Message::Cast(c) => frame.len() - c.args.len(),
+            Message::Open(o) => frame.len() - o.init.len(),
+            Message::Data(d) => frame.len() - d.payload.len(),
+            Message::Fragment(f) => frame.len() - f.payload.len(),
             _ => frame.len(),
         };
         for len in 0..fixed {
@@ -261,4 +321,51 @@ fn the_worked_example_in_protocol_md_is_exact() {
     let expected = "01 08 00 00 00 00 00 00 00 02 00 00 00 00 00 00 00 07 00 \
                     82 a1 73 cd 01 5e a1 64 d1 ff 6a";
     assert_eq!(reply.encode(2), hex(expected));
+}
+
+#[test]
+fn a_data_header_written_in_place_equals_the_encoded_frame() {
+    let payload = b"stream bytes";
+    let expected = Message::Data(Data {
+        stream_id: 0x0102_0304_0506_0708,
+        from_opener: true,
+        offset: 1 << 35,
+        payload,
+    })
+    .encode(42);
+    let mut frame = vec![0u8; DATA_HEADER_LEN];
+    frame.extend_from_slice(payload);
+    assert!(write_data_header(
+        &mut frame,
+        42,
+        0x0102_0304_0506_0708,
+        true,
+        1 << 35
+    ));
+    assert_eq!(frame, expected);
+    assert!(!write_data_header(
+        &mut [0u8; DATA_HEADER_LEN - 1],
+        1,
+        1,
+        true,
+        0
+    ));
+}
+
+#[test]
+fn payload_headers_have_their_documented_lengths() {
+    let data = Message::Data(Data {
+        stream_id: 1,
+        from_opener: false,
+        offset: 0,
+        payload: &[],
+    });
+    assert_eq!(data.encode(1).len(), DATA_HEADER_LEN);
+    let fragment = Message::Fragment(Fragment {
+        transfer_id: 1,
+        total: 1,
+        offset: 0,
+        payload: &[],
+    });
+    assert_eq!(fragment.encode(1).len(), FRAGMENT_HEADER_LEN);
 }

@@ -196,13 +196,13 @@ fn a_failed_send_fails_its_call_entry_at_once() {
     // The shell reports the DEALER queue was full.
     let t = loop {
         match sim.mesh("a").poll_action() {
-            Some(Action::Transmit(t)) if t.request_id.is_some() => break t,
+            Some(Action::Transmit(t)) if matches!(t.purpose, Purpose::Request(_)) => break t,
             Some(_) => continue,
             None => panic!("no REQUEST transmitted"),
         }
     };
     sim.mesh("a")
-        .handle_send_failed(&t.peer, t.link, t.request_id, SendFailure::QueueFull, now);
+        .handle_send_failed(&t.peer, t.link, t.purpose, SendFailure::QueueFull, now);
     sim.settle();
     assert_eq!(
         sim.results("a", 1),
@@ -218,7 +218,7 @@ fn a_duplicated_request_runs_once() {
     // Deliver the REQUEST twice: the shell of a faulty network would.
     let frame = loop {
         match sim.mesh("a").poll_action() {
-            Some(Action::Transmit(t)) if t.request_id.is_some() => break t.frame,
+            Some(Action::Transmit(t)) if matches!(t.purpose, Purpose::Request(_)) => break t.frame,
             Some(_) => continue,
             None => panic!("no REQUEST"),
         }

@@ -389,7 +389,7 @@ fn a_session_whose_link_vanished_is_still_lost_by_silence() {
     sim.mesh("a").handle_send_failed(
         &name("b"),
         Link::Inbound,
-        None,
+        Purpose::Control,
         SendFailure::Unreachable,
         now,
     );

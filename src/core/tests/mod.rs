@@ -6,3 +6,4 @@ mod handshake;
 mod hostile;
 mod liveness;
 mod sim;
+mod streams;

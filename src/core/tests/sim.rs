@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::core::*;
-use crate::protocol::{self, Message, NodeName, ReplyStatus, Security};
+use crate::protocol::{self, NodeName, ReplyStatus, Security};
 
 /// Completion handle used in tests: the call's number.
 pub type Call = u32;
@@ -24,6 +24,14 @@ pub struct SimNode {
     pub up: bool,
     /// CURVE mode: ROUTER messages carry their sender's name as User-Id.
     pub curve: bool,
+    /// Streams peers opened, in order.
+    pub incoming: Vec<IncomingStream>,
+    /// Every stream signal, in order.
+    pub signals: Vec<(StreamId, StreamSignal)>,
+    /// Stream bytes delivered, per stream.
+    pub received: BTreeMap<StreamId, Vec<u8>>,
+    /// Accept every incoming stream at once.
+    pub auto_accept: bool,
 }
 
 pub struct Sim {
@@ -32,6 +40,12 @@ pub struct Sim {
     pub nodes: BTreeMap<String, SimNode>,
     /// Directed pairs (from, to) whose frames are dropped.
     pub blocked: HashSet<(String, String)>,
+    /// One-shot losses: the next frame of this kind sent by this node is dropped.
+    pub lose: Vec<(String, String)>,
+    /// Every frame delivered: sender, kind, length.
+    pub log: Vec<(String, String, usize)>,
+    /// Stream bytes already reported consumed, per (node, stream).
+    pub consumed: BTreeMap<(String, StreamId), u64>,
     seed: u64,
 }
 
@@ -65,19 +79,32 @@ pub fn config(node: &str, network: &str, incarnation: u64, timers: Timers) -> Me
 }
 
 fn kind(frame: &[u8]) -> String {
-    match protocol::decode(frame).map(|e| e.message) {
-        Ok(Message::Join(_)) => "JOIN",
-        Ok(Message::Welcome(_)) => "WELCOME",
-        Ok(Message::Reject(_)) => "REJECT",
-        Ok(Message::Ping { .. }) => "PING",
-        Ok(Message::Pong { .. }) => "PONG",
-        Ok(Message::Part(_)) => "PART",
-        Ok(Message::Request(_)) => "REQUEST",
-        Ok(Message::Reply(_)) => "REPLY",
-        Ok(Message::Cast(_)) => "CAST",
+    match protocol::decode(frame) {
+        Ok(env) => crate::core::mesh::kind_name(&env.message),
         Err(_) => "GARBAGE",
     }
     .to_string()
+}
+
+impl SimNode {
+    /// Keeps the stream bytes a delivery points at.
+    pub fn take_delivery(&mut self, delivery: Option<Delivery>, frame: &[u8]) {
+        if let Some(d) = delivery {
+            self.received
+                .entry(d.stream)
+                .or_default()
+                .extend_from_slice(&frame[d.range]);
+        }
+    }
+
+    /// The signals of stream `id`, in order.
+    pub fn signals_of(&self, id: StreamId) -> Vec<StreamSignal> {
+        self.signals
+            .iter()
+            .filter(|(i, _)| *i == id)
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
 }
 
 impl Sim {
@@ -88,6 +115,9 @@ impl Sim {
             now: t0,
             nodes: BTreeMap::new(),
             blocked: HashSet::new(),
+            lose: Vec::new(),
+            log: Vec::new(),
+            consumed: BTreeMap::new(),
             seed: 1,
         }
     }
@@ -111,6 +141,10 @@ impl Sim {
                 auto_reply: true,
                 up: true,
                 curve: false,
+                incoming: Vec::new(),
+                signals: Vec::new(),
+                received: BTreeMap::new(),
+                auto_accept: true,
             },
         );
         self.nodes.get_mut(node).unwrap()
@@ -138,6 +172,10 @@ impl Sim {
                 auto_reply: true,
                 up: true,
                 curve: true,
+                incoming: Vec::new(),
+                signals: Vec::new(),
+                received: BTreeMap::new(),
+                auto_accept: true,
             },
         );
         name
@@ -210,6 +248,13 @@ impl Sim {
                             index,
                             outcome,
                         } => node.resolved.push((completion, index, outcome)),
+                        Action::IncomingStream(incoming) => {
+                            if node.auto_accept {
+                                node.mesh.handle_accept_stream(incoming.id, now);
+                            }
+                            node.incoming.push(incoming);
+                        }
+                        Action::Stream { id, signal } => node.signals.push((id, signal)),
                     }
                 }
                 while node.auto_reply {
@@ -243,6 +288,12 @@ impl Sim {
 
     fn deliver(&mut self, from: &str, endpoint: Option<String>, t: Transmit) {
         let now = self.now;
+        let kind = kind(&t.frame);
+        if let Some(i) = self.lose.iter().position(|(f, k)| f == from && *k == kind) {
+            self.lose.remove(i);
+            return;
+        }
+        self.log.push((from.to_string(), kind, t.frame.len()));
         match t.link {
             Link::Outbound => {
                 // Our DEALER to t.peer reaches the ROUTER of the node at its endpoint.
@@ -256,8 +307,10 @@ impl Sim {
                 // In CURVE mode the connection is authenticated as its sender.
                 let user_id = dst.curve.then_some(from);
                 let origin = Origin::Router { user_id };
-                dst.mesh
-                    .handle_inbound(origin, &[from.as_bytes(), &t.frame], 2, now);
+                let delivery =
+                    dst.mesh
+                        .handle_inbound(origin, &[from.as_bytes(), &t.frame], 2, now);
+                dst.take_delivery(delivery, &t.frame);
             }
             Link::Inbound => {
                 // Our ROUTER reaches the DEALER that t.peer opened to us.
@@ -278,8 +331,10 @@ impl Sim {
                 else {
                     return;
                 };
-                dst.mesh
+                let delivery = dst
+                    .mesh
                     .handle_inbound(Origin::Outbound(&key), &[&t.frame], 1, now);
+                dst.take_delivery(delivery, &t.frame);
             }
         }
     }
@@ -364,5 +419,54 @@ impl Sim {
             .collect();
         r.sort_by_key(|(i, _)| *i);
         r
+    }
+}
+
+/// A DATA frame as a writer makes it: room for the header, then `bytes`.
+pub fn data_frame(bytes: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0u8; crate::protocol::DATA_HEADER_LEN];
+    frame.extend_from_slice(bytes);
+    frame
+}
+
+impl Sim {
+    /// `from` opens a stream to `to`'s `service`; returns the opener's id.
+    pub fn open(&mut self, from: &str, to: &str, service: &str) -> StreamId {
+        let now = self.now;
+        self.mesh(from)
+            .handle_open_stream(&name(to), service, b"\xc0", now + ms(1000), now)
+            .unwrap()
+    }
+
+    /// The acceptor's id of the last stream `node` was offered.
+    pub fn last_incoming(&self, node: &str) -> StreamId {
+        self.nodes[node].incoming.last().unwrap().id
+    }
+
+    /// Writes `bytes` on stream `id` of `node`, one frame per `chunk` bytes.
+    pub fn write(&mut self, node: &str, id: StreamId, bytes: &[u8], chunk: usize) {
+        let now = self.now;
+        for piece in bytes.chunks(chunk) {
+            self.mesh(node)
+                .handle_stream_write(id, data_frame(piece), now);
+        }
+    }
+
+    /// The application of `node` consumed everything delivered on `id` so far.
+    pub fn consume_all(&mut self, node: &str, id: StreamId) {
+        let now = self.now;
+        let got = self.nodes[node].received.get(&id).map_or(0, Vec::len) as u64;
+        let already = *self.consumed.entry((node.to_string(), id)).or_default();
+        self.mesh(node)
+            .handle_stream_consumed(id, got - already, now);
+        self.consumed.insert((node.to_string(), id), got);
+    }
+
+    /// Bytes delivered on stream `id` of `node`.
+    pub fn received(&self, node: &str, id: StreamId) -> &[u8] {
+        self.nodes[node]
+            .received
+            .get(&id)
+            .map_or(&[], Vec::as_slice)
     }
 }
