@@ -47,7 +47,7 @@ impl<C: Clone> Mesh<C> {
         let timeout = deadline.saturating_duration_since(now);
         let request = Message::Request(Request {
             request_id: id,
-            timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+            timeout_ms: super::mesh::timeout_ms(timeout),
             method,
             args,
         });

@@ -609,6 +609,12 @@ impl<C: Clone> Mesh<C> {
     }
 }
 
+/// A wait as the `timeout_ms` of REQUEST and OPEN: rounded up, so that the
+/// receiver never gives up before the sender does.
+pub(super) fn timeout_ms(wait: Duration) -> u32 {
+    u32::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u32::MAX)
+}
+
 pub(super) fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).chars().take(64).collect()
 }

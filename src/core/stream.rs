@@ -66,7 +66,7 @@ impl SendSide {
         true
     }
 
-        /// Payload bytes waiting to be sent.
+    /// Payload bytes waiting to be sent.
     #[cfg(test)]
     pub(crate) fn queued(&self) -> u64 {
         self.queued

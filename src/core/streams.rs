@@ -207,8 +207,7 @@ impl<C: Clone> Mesh<C> {
         self.need_tick(now);
         let open = Message::Open(Open {
             stream_id: wire_id,
-            timeout_ms: u32::try_from(deadline.saturating_duration_since(now).as_millis())
-                .unwrap_or(u32::MAX),
+            timeout_ms: super::mesh::timeout_ms(deadline.saturating_duration_since(now)),
             window: u32::try_from(window).unwrap_or(u32::MAX),
             service,
             init,
