@@ -50,15 +50,15 @@ pub struct Limits {
     /// Default 128 MiB.
     pub max_message_size: usize,
     /// Payload of one DATA or FRAGMENT frame: messages above it travel in
-    /// pieces, interleaved with other traffic. 4 KiB to 1 MiB; default 64 KiB.
+    /// pieces, interleaved with other traffic. 4 KiB to 1 MiB; default 128 KiB.
     pub chunk_size: usize,
     /// Bytes a stream's writer may send beyond what its reader consumed,
     /// and also bytes a writer may queue before `write` blocks: the memory a
     /// stream holds on each side. Default 1 MiB.
     pub stream_window: usize,
     /// Bulk bytes (stream data, pieces of large messages) in flight on one
-    /// link at a time; a call waits behind at most this much. Throughput per
-    /// link is at most this divided by the round trip. Default 1 MiB.
+        /// link at a time; a call waits behind at most this much. Throughput per
+    /// link is at most this divided by the round trip. Default 512 KiB.
     pub link_window: usize,
     /// Most streams open at once, both directions together. Default 1024.
     pub max_streams: usize,
@@ -80,9 +80,9 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_message_size: 128 * 1024 * 1024,
-            chunk_size: 64 * 1024,
+            chunk_size: 128 * 1024,
             stream_window: 1024 * 1024,
-            link_window: 1024 * 1024,
+                        link_window: 512 * 1024,
             max_streams: 1024,
             max_reassembly: 256 * 1024 * 1024,
             max_pending_calls: 100_000,

@@ -155,7 +155,7 @@ impl NodeBuilder {
     }
 
     /// Payload bytes of one stream or message piece, 4 KiB to 1 MiB
-    /// (default 64 KiB). Smaller pieces let calls overtake bulk traffic
+    /// (default 128 KiB). Smaller pieces let calls overtake bulk traffic
     /// sooner; larger ones cost less per byte.
     pub fn chunk_size(mut self, bytes: usize) -> Self {
         self.limits.chunk_size = bytes;
@@ -171,8 +171,10 @@ impl NodeBuilder {
         self
     }
 
-    /// Bulk bytes in flight on one link (default 1 MiB): a call sent while a
-    /// bulk transfer runs waits behind at most this much.
+        /// Bulk bytes in flight on one link (default 512 KiB): a call sent while
+    /// a bulk transfer runs waits behind at most this much, and a link's bulk
+    /// throughput is at most this divided by the round trip (on a LAN with
+    /// 0.5 ms round trips, 1 GB/s; raise it for long fat networks).
     pub fn link_window(mut self, bytes: usize) -> Self {
         self.limits.link_window = bytes;
         self

@@ -1,0 +1,285 @@
+//! Stream throughput against raw libzmq, and call latency while a bulk
+//! stream shares the connection, measured in one run.
+//!
+//! The baseline is libzmq itself through the project's binding: one-way
+//! 64 KiB messages from a DEALER to a ROUTER in another context, as fast as
+//! the sender can push them, until the receiver has them all. A Bilateral
+//! stream moves the same bytes with its headers, credit, lanes and threads.
+//! Raw and stream runs alternate, so both see the same background load.
+//! Plaintext and CURVE are compared separately.
+//!
+//! ```text
+//! cargo bench --bench streams              # full run (about a minute)
+//! cargo bench --bench streams -- --quick   # a smoke run
+//! ```
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bilateral::zmq::{Context, Message, SendFlags, SocketType};
+use bilateral::{Incoming, Keypair, Node};
+
+const MESSAGE: usize = 64 * 1024;
+const ROUNDS: usize = 5;
+
+struct Settings {
+    /// Bytes per throughput run.
+    bytes: usize,
+    /// Calls per latency measurement.
+    calls: usize,
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let s = if quick {
+        Settings {
+            bytes: 64 << 20,
+            calls: 500,
+        }
+    } else {
+        Settings {
+            bytes: 512 << 20,
+            calls: 5_000,
+        }
+    };
+        if let Some(mode) = std::env::args().skip_while(|a| a != "--profile").nth(1) {
+        // For `perf record`: nothing but one kind of transfer.
+        let curve = mode == "curve";
+        if mode == "raw" || mode == "raw-curve" {
+            raw_one_way(mode == "raw-curve", 4 * s.bytes);
+        } else {
+            let (client, server) = pair(curve);
+            stream_one_way(&client, server.name(), 4 * s.bytes);
+        }
+        return;
+    }
+    println!(
+        "bilateral stream benchmark: TCP loopback, {} cores, {} MiB per run, {ROUNDS} alternating runs each",
+        cores(),
+        s.bytes >> 20
+    );
+    println!();
+    println!(
+        "{:<48} {:>12} {:>8}",
+        "one-way throughput", "MB/s", "ratio"
+    );
+    for curve in [false, true] {
+        let mode = if curve { "CURVE" } else { "plaintext" };
+        let (client, server) = pair(curve);
+        let (mut raw_time, mut stream_time) = (Duration::ZERO, Duration::ZERO);
+        for _ in 0..ROUNDS {
+            raw_time += raw_one_way(curve, s.bytes);
+            stream_time += stream_one_way(&client, server.name(), s.bytes);
+        }
+        let total = (s.bytes * ROUNDS) as f64;
+        let raw = total / raw_time.as_secs_f64() / 1e6;
+        let stream = total / stream_time.as_secs_f64() / 1e6;
+        println!(
+            "{:<48} {:>12.0} {:>7.2}x",
+            format!("raw libzmq, 64 KiB messages ({mode})"),
+            raw,
+            1.0
+        );
+        println!(
+            "{:<48} {:>12.0} {:>7.2}x",
+            format!("bilateral stream ({mode})"),
+            stream,
+            stream / raw
+        );
+    }
+    println!();
+
+    let (client, server) = pair(false);
+    server.register("ping", |_c, (): ()| Ok(())).unwrap();
+    let idle = call_latency(&client, server.name(), s.calls);
+    let running = Arc::new(AtomicBool::new(true));
+    let bulk = {
+        let (client, to, running) = (client.clone(), server.name().to_string(), running.clone());
+        std::thread::spawn(move || {
+            let mut stream = client.open_stream(&to, "sink", &(), Duration::from_secs(5)).unwrap();
+            let block = vec![3u8; 256 * 1024];
+            let mut sent = 0usize;
+            while running.load(Ordering::Relaxed) {
+                stream.write_all(&block).unwrap();
+                sent += block.len();
+            }
+            stream.finish().unwrap();
+            let mut end = Vec::new();
+            stream.read_to_end(&mut end).unwrap();
+            sent
+        })
+    };
+    // Let the transfer reach full speed before measuring.
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let busy = call_latency(&client, server.name(), s.calls);
+    let elapsed = started.elapsed();
+    running.store(false, Ordering::Relaxed);
+    let sent = bulk.join().unwrap();
+    println!(
+        "{:<48} {:>12} {:>8}",
+        "call round trip on the same connection", "p50", "ratio"
+    );
+    println!("{:<48} {:>12} {:>7.2}x", "idle", fmt(idle.0), 1.0);
+    println!(
+        "{:<48} {:>12} {:>7.2}x",
+        "while a bulk stream runs",
+        fmt(busy.0),
+        busy.0.as_secs_f64() / idle.0.as_secs_f64()
+    );
+    println!(
+        "{:<48} {:>12}",
+        "  p99 idle / during bulk",
+        format!("{} / {}", fmt(idle.1), fmt(busy.1))
+    );
+    println!(
+        "{:<48} {:>12.0}",
+        "  bulk MB/s meanwhile (whole run)",
+        sent as f64 / (elapsed.as_secs_f64() + 0.2) / 1e6
+    );
+    println!();
+    println!("target: stream throughput >= 0.85x raw libzmq, plaintext and CURVE");
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn fmt(d: Duration) -> String {
+    format!("{:.1} us", d.as_secs_f64() * 1e6)
+}
+
+fn keys() -> Keypair {
+    Keypair::generate().unwrap()
+}
+
+/// Two nodes joined over TCP loopback; the server reads streams to the end.
+fn pair(curve: bool) -> (Node, Node) {
+    let (server, client) = if curve {
+        let (ks, kc) = (keys(), keys());
+        (
+            Node::secure_builder(&ks).allow_keys([*kc.public()]),
+            Node::secure_builder(&kc),
+        )
+    } else {
+        (Node::builder("server"), Node::builder("client"))
+    };
+        let window: usize = std::env::var("BILATERAL_LINK_WINDOW")
+        .ok()
+        .and_then(|v| v.parse().ok())
+                .unwrap_or(512 << 10);
+    let chunk: usize = std::env::var("BILATERAL_CHUNK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(128 << 10);
+    let server = server
+        .listen("tcp://127.0.0.1:*")
+        .link_window(window)
+        .chunk_size(chunk)
+        .start()
+        .unwrap();
+    let client = client.link_window(window).chunk_size(chunk).start().unwrap();
+    server
+        .on_stream("sink", |incoming: Incoming<()>| {
+            let ((), mut stream) = incoming.accept()?;
+            let mut buf = vec![0u8; 256 * 1024];
+            while stream.read(&mut buf)? > 0 {}
+            stream.finish()?;
+            Ok(())
+        })
+        .unwrap();
+    client
+        .connect(server.name(), server.endpoint().unwrap())
+        .unwrap();
+    client
+        .wait_for_peer(server.name(), Duration::from_secs(5))
+        .unwrap();
+    (client, server)
+}
+
+/// `bytes` through a stream to the sink, until the sink has read them all.
+fn stream_one_way(client: &Node, server: &str, bytes: usize) -> Duration {
+    let block = vec![5u8; 256 * 1024];
+    let started = Instant::now();
+    let mut stream = client
+        .open_stream(server, "sink", &(), Duration::from_secs(5))
+        .unwrap();
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(block.len());
+        stream.write_all(&block[..n]).unwrap();
+        left -= n;
+    }
+    stream.finish().unwrap();
+    // The sink finishes after reading the last byte.
+    let mut end = Vec::new();
+    stream.read_to_end(&mut end).unwrap();
+    started.elapsed()
+}
+
+/// `bytes` as one-way 64 KiB messages from a DEALER to a ROUTER in another
+/// context, until the receiver has them all.
+fn raw_one_way(curve: bool, bytes: usize) -> Duration {
+    let (rctx, sctx) = (Context::new().unwrap(), Context::new().unwrap());
+    let router = rctx.socket(SocketType::Router).unwrap();
+    let dealer = sctx.socket(SocketType::Dealer).unwrap();
+    if curve {
+        let (server, client) = (keys(), keys());
+        let secret = |k: &Keypair| -> [u8; 32] {
+            bilateral::zmq::z85_decode(&k.secret_z85())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        };
+        router.set_curve_server(true).unwrap();
+        router.set_curve_secretkey(&secret(&server)).unwrap();
+        dealer
+            .set_curve_serverkey(server.public().as_bytes())
+            .unwrap();
+        dealer
+            .set_curve_publickey(client.public().as_bytes())
+            .unwrap();
+        dealer.set_curve_secretkey(&secret(&client)).unwrap();
+    }
+    router.bind("tcp://127.0.0.1:*").unwrap();
+    dealer.set_routing_id(b"sender").unwrap();
+    dealer.connect(&router.last_endpoint().unwrap()).unwrap();
+    // Connected and handshaken before the clock starts.
+    dealer.send(b"hello", SendFlags::NONE).unwrap();
+    router.recv_multipart(false, 4).unwrap();
+    let count = bytes / MESSAGE;
+    let receiver = std::thread::spawn(move || {
+        for _ in 0..count {
+            router.recv_multipart(false, 4).unwrap();
+        }
+        router.send(b"sender", SendFlags::MORE).unwrap();
+        router.send(b"done", SendFlags::NONE).unwrap();
+        router
+    });
+    let payload = vec![5u8; MESSAGE];
+    let started = Instant::now();
+    for _ in 0..count {
+        dealer.send(&payload, SendFlags::NONE).unwrap();
+    }
+    let mut done = Message::new();
+    dealer.recv(&mut done, false).unwrap();
+    let elapsed = started.elapsed();
+    drop(receiver.join().unwrap());
+    elapsed
+}
+
+/// p50 and p99 of `n` empty calls.
+fn call_latency(client: &Node, server: &str, n: usize) -> (Duration, Duration) {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        client
+            .call_one::<_, ()>(server, "ping", &(), Duration::from_secs(5))
+            .unwrap();
+        samples.push(t.elapsed());
+    }
+    samples.sort_unstable();
+    (samples[n / 2], samples[n * 99 / 100])
+}
