@@ -44,7 +44,7 @@ fn main() {
             calls: 5_000,
         }
     };
-        if let Some(mode) = std::env::args().skip_while(|a| a != "--profile").nth(1) {
+    if let Some(mode) = std::env::args().skip_while(|a| a != "--profile").nth(1) {
         // For `perf record`: nothing but one kind of transfer.
         let curve = mode == "curve";
         if mode == "raw" || mode == "raw-curve" {
@@ -61,10 +61,7 @@ fn main() {
         s.bytes >> 20
     );
     println!();
-    println!(
-        "{:<48} {:>12} {:>8}",
-        "one-way throughput", "MB/s", "ratio"
-    );
+    println!("{:<48} {:>12} {:>8}", "one-way throughput", "MB/s", "ratio");
     for curve in [false, true] {
         let mode = if curve { "CURVE" } else { "plaintext" };
         let (client, server) = pair(curve);
@@ -98,7 +95,9 @@ fn main() {
     let bulk = {
         let (client, to, running) = (client.clone(), server.name().to_string(), running.clone());
         std::thread::spawn(move || {
-            let mut stream = client.open_stream(&to, "sink", &(), Duration::from_secs(5)).unwrap();
+            let mut stream = client
+                .open_stream(&to, "sink", &(), Duration::from_secs(5))
+                .unwrap();
             let block = vec![3u8; 256 * 1024];
             let mut sent = 0usize;
             while running.load(Ordering::Relaxed) {
@@ -166,10 +165,10 @@ fn pair(curve: bool) -> (Node, Node) {
     } else {
         (Node::builder("server"), Node::builder("client"))
     };
-        let window: usize = std::env::var("BILATERAL_LINK_WINDOW")
+    let window: usize = std::env::var("BILATERAL_LINK_WINDOW")
         .ok()
         .and_then(|v| v.parse().ok())
-                .unwrap_or(512 << 10);
+        .unwrap_or(512 << 10);
     let chunk: usize = std::env::var("BILATERAL_CHUNK")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -180,7 +179,11 @@ fn pair(curve: bool) -> (Node, Node) {
         .chunk_size(chunk)
         .start()
         .unwrap();
-    let client = client.link_window(window).chunk_size(chunk).start().unwrap();
+    let client = client
+        .link_window(window)
+        .chunk_size(chunk)
+        .start()
+        .unwrap();
     server
         .on_stream("sink", |incoming: Incoming<()>| {
             let ((), mut stream) = incoming.accept()?;

@@ -534,3 +534,43 @@ fn a_large_cast_reaches_every_peer() {
         assert_eq!((from.as_str(), len), ("a", 3 * 1024 * 1024));
     }
 }
+
+/// Erlang distribution before OTP 22 sent a large message whole, and every
+/// message behind it on the connection waited for the whole transfer.
+#[test]
+fn calls_are_not_held_up_behind_a_large_message_or_a_bulk_stream() {
+    let (a, b) = pair();
+    let (stored_tx, stored_rx) = crossbeam_channel::unbounded();
+    b.register("store", move |_c, data: serde_bytes::ByteBuf| {
+        let _ = stored_tx.send(data.len());
+        Ok(())
+    })
+    .unwrap();
+    b.register("ping", |_c, (): ()| Ok("pong")).unwrap();
+    checksum_service(&b);
+
+    // A 96 MiB cast is on its way; a call made after it comes back first.
+    let big = serde_bytes::ByteBuf::from(vec![9u8; 96 * 1024 * 1024]);
+    assert_eq!(a.cast("b", "store", &big).unwrap(), 1);
+    let pong: String = a.call_one("b", "ping", &(), PATIENCE).unwrap();
+    assert_eq!(pong, "pong");
+    assert!(
+        stored_rx.try_recv().is_err(),
+        "the call waited for the whole large message"
+    );
+    assert_eq!(stored_rx.recv_timeout(PATIENCE).unwrap(), 96 * 1024 * 1024);
+
+    // Calls keep being answered while a stream saturates the connection.
+    let out = |n: &bilateral::Node| n.peer_info("b").map_or(0, |i| i.stats.bytes_out);
+    let before = out(&a);
+    let sender = {
+        let a = a.clone();
+        std::thread::spawn(move || send_and_check(&a, "b", 128 * 1024 * 1024, 5))
+    };
+    wait_until(PATIENCE, || out(&a) > before + (16 << 20));
+    for _ in 0..20 {
+        let pong: String = a.call_one("b", "ping", &(), PATIENCE).unwrap();
+        assert_eq!(pong, "pong");
+    }
+    sender.join().unwrap();
+}

@@ -57,7 +57,7 @@ pub struct Limits {
     /// stream holds on each side. Default 1 MiB.
     pub stream_window: usize,
     /// Bulk bytes (stream data, pieces of large messages) in flight on one
-        /// link at a time; a call waits behind at most this much. Throughput per
+    /// link at a time; a call waits behind at most this much. Throughput per
     /// link is at most this divided by the round trip. Default 512 KiB.
     pub link_window: usize,
     /// Most streams open at once, both directions together. Default 1024.
@@ -82,7 +82,7 @@ impl Default for Limits {
             max_message_size: 128 * 1024 * 1024,
             chunk_size: 128 * 1024,
             stream_window: 1024 * 1024,
-                        link_window: 512 * 1024,
+            link_window: 512 * 1024,
             max_streams: 1024,
             max_reassembly: 256 * 1024 * 1024,
             max_pending_calls: 100_000,

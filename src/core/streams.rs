@@ -305,6 +305,11 @@ impl<C: Clone> Mesh<C> {
         self.streams.len()
     }
 
+    /// Bytes reserved by large messages under reassembly.
+    pub fn reassembly_bytes(&self) -> usize {
+        self.reassembling
+    }
+
     // ---- inbound frames ----------------------------------------------------
 
     /// OPEN from a peer in session.

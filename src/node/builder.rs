@@ -171,7 +171,7 @@ impl NodeBuilder {
         self
     }
 
-        /// Bulk bytes in flight on one link (default 512 KiB): a call sent while
+    /// Bulk bytes in flight on one link (default 512 KiB): a call sent while
     /// a bulk transfer runs waits behind at most this much, and a link's bulk
     /// throughput is at most this divided by the round trip (on a LAN with
     /// 0.5 ms round trips, 1 GB/s; raise it for long fat networks).

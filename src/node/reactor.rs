@@ -157,7 +157,7 @@ impl Reactor {
             self.release_held(now);
             let mut active = self.drain_done(now);
             active |= self.drain_commands(now);
-                        // Stream work does not count as activity: spinning serves call
+            // Stream work does not count as activity: spinning serves call
             // latency, and during a bulk transfer it would only take CPU from
             // the threads moving the bytes.
             self.streams.drain(&mut self.mesh, now);
