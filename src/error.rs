@@ -69,9 +69,10 @@ pub enum Error {
 /// Which side was overloaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
-    /// This node: its command queue, send queue or pending-call table was full.
+    /// This node: its command queue, send queue, pending-call table or
+    /// stream table was full.
     Local,
-    /// The peer: its handler queue was full.
+    /// The peer: its handler queue or stream table was full.
     Remote,
 }
 

@@ -289,6 +289,12 @@ impl Node {
     /// data that does not decode into `T` is refused as
     /// [`StreamError::BadInit`](crate::StreamError::BadInit) without running
     /// the handler, and a panic in the handler only ends its stream.
+    ///
+    /// At most [`NodeBuilder::max_streams`] streams (and so handler threads)
+    /// are live at once; further opens are refused as overloaded. Closing the
+    /// node does not wait for handler threads: their streams fail with
+    /// [`StreamError::Closed`](crate::StreamError::Closed), so a handler
+    /// blocked on its stream returns then.
     pub fn on_stream<T, F>(&self, service: &str, handler: F) -> Result<(), Error>
     where
         T: DeserializeOwned + Send + 'static,

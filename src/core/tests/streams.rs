@@ -183,6 +183,40 @@ fn refusals_and_unknown_services_fail_the_opener_with_their_reason() {
 }
 
 #[test]
+fn streams_beyond_the_limit_are_refused_as_overloaded_on_either_side() {
+    let mut sim = pair();
+    sim.mesh("a").cfg.limits.max_streams = 3;
+    sim.mesh("b").cfg.limits.max_streams = 2;
+    let first = sim.open("a", "b", "svc");
+    let second = sim.open("a", "b", "svc");
+    // b holds two streams: a third from a is refused there, not queued.
+    let third = sim.open("a", "b", "svc");
+    sim.settle();
+    assert_eq!(sim.nodes["a"].signals_of(first), [StreamSignal::Accepted]);
+    assert_eq!(sim.nodes["a"].signals_of(second), [StreamSignal::Accepted]);
+    assert_eq!(
+        failed(&sim, "a", third),
+        Some(StreamError::Overloaded(crate::error::Side::Remote))
+    );
+    assert_eq!(sim.mesh("b").stats().streams_refused, 1);
+    assert_eq!(sim.mesh("b").stream_count(), 2);
+    // The refused stream is forgotten: with two live streams, a may open
+    // one more, not two.
+    let now = sim.now;
+    let fourth = sim
+        .mesh("a")
+        .handle_open_stream(&name("b"), "svc", b"\xc0", now + ms(1000), now);
+    assert!(fourth.is_ok());
+    let fifth = sim
+        .mesh("a")
+        .handle_open_stream(&name("b"), "svc", b"\xc0", now + ms(1000), now);
+    assert_eq!(
+        fifth.err(),
+        Some(StreamError::Overloaded(crate::error::Side::Local))
+    );
+}
+
+#[test]
 fn an_open_without_answer_times_out_on_both_sides() {
     let mut sim = pair();
     sim.node("b").auto_accept = false;
