@@ -574,3 +574,24 @@ fn calls_are_not_held_up_behind_a_large_message_or_a_bulk_stream() {
     }
     sender.join().unwrap();
 }
+
+#[test]
+fn stream_settings_that_cannot_work_are_refused_at_start() {
+    let invalid = [
+        builder("bad").chunk_size(100),
+        builder("bad").chunk_size(2 << 20),
+        builder("bad")
+            .chunk_size(64 * 1024)
+            .stream_window(32 * 1024),
+        builder("bad").chunk_size(64 * 1024).link_window(32 * 1024),
+        builder("bad").max_streams(0),
+        builder("bad").max_streams_per_peer(0),
+    ];
+    for b in invalid {
+        let started = b.start();
+        assert!(
+            matches!(started, Err(bilateral::Error::InvalidConfig(_))),
+            "{started:?}"
+        );
+    }
+}

@@ -62,6 +62,9 @@ pub struct Limits {
     pub link_window: usize,
     /// Most streams open at once, both directions together. Default 1024.
     pub max_streams: usize,
+    /// Most streams one peer may have opened here at once, so that no peer
+    /// takes every stream (and handler thread) of the node. Default 256.
+    pub max_streams_per_peer: usize,
     /// Most bytes of large messages under reassembly at once, from all
     /// peers together. Default 256 MiB.
     pub max_reassembly: usize,
@@ -84,6 +87,7 @@ impl Default for Limits {
             stream_window: 1024 * 1024,
             link_window: 512 * 1024,
             max_streams: 1024,
+            max_streams_per_peer: 256,
             max_reassembly: 256 * 1024 * 1024,
             max_pending_calls: 100_000,
             max_queued_handlers: 10_000,

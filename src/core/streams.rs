@@ -62,6 +62,8 @@ pub(crate) struct Streams {
     by_wire: HashMap<(NodeName, bool, u64), StreamId>,
     /// Deadlines of streams being opened or decided on.
     deadlines: BTreeSet<(Instant, StreamId)>,
+    /// Streams each peer opened here (for `max_streams_per_peer`).
+    opened_by: HashMap<NodeName, usize>,
     next_id: u64,
     next_wire_id: u64,
 }
@@ -73,6 +75,11 @@ impl Streams {
 
     pub(crate) fn get_mut(&mut self, id: StreamId) -> Option<&mut Stream> {
         self.by_id.get_mut(&id)
+    }
+
+    /// Streams `peer` opened here that are still live.
+    fn opened_by(&self, peer: &NodeName) -> usize {
+        self.opened_by.get(peer).copied().unwrap_or(0)
     }
 
     fn find(&self, peer: &NodeName, opened_here: bool, wire_id: u64) -> Option<StreamId> {
@@ -91,6 +98,9 @@ impl Streams {
             }
             Phase::Open => {}
         }
+        if !stream.opener {
+            *self.opened_by.entry(stream.peer.clone()).or_insert(0) += 1;
+        }
         self.by_wire.insert(key, id);
         self.by_id.insert(id, stream);
         id
@@ -99,6 +109,14 @@ impl Streams {
     fn remove(&mut self, id: StreamId) -> Option<Stream> {
         let s = self.by_id.remove(&id)?;
         self.by_wire.remove(&(s.peer.clone(), s.opener, s.wire_id));
+        if !s.opener {
+            if let Some(n) = self.opened_by.get_mut(&s.peer) {
+                *n -= 1;
+                if *n == 0 {
+                    self.opened_by.remove(&s.peer);
+                }
+            }
+        }
         if let Phase::Opening { deadline } | Phase::Pending { deadline } = s.phase {
             self.deadlines.remove(&(deadline, id));
         }
@@ -347,6 +365,14 @@ impl<C: Clone> Mesh<C> {
         if self.streams.len() >= self.cfg.limits.max_streams {
             self.stats.streams_refused += 1;
             return refuse(self, ResetCode::Overloaded, "too many streams");
+        }
+        if self.streams.opened_by(name) >= self.cfg.limits.max_streams_per_peer {
+            self.stats.streams_refused += 1;
+            return refuse(
+                self,
+                ResetCode::Overloaded,
+                "too many streams from this peer",
+            );
         }
         let window = self.cfg.limits.stream_window as u64;
         let mut send = SendSide::default();

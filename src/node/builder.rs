@@ -187,6 +187,14 @@ impl NodeBuilder {
         self
     }
 
+    /// Most streams one peer may have opened to this node at once (default
+    /// 256): further opens from it are refused as overloaded while others
+    /// still get theirs.
+    pub fn max_streams_per_peer(mut self, streams: usize) -> Self {
+        self.limits.max_streams_per_peer = streams;
+        self
+    }
+
     /// Most calls awaiting replies at once (default 100 000).
     pub fn max_pending_calls(mut self, calls: usize) -> Self {
         self.limits.max_pending_calls = calls;
@@ -344,9 +352,12 @@ impl NodeBuilder {
         if l.link_window < l.chunk_size {
             return bad("the link window must be at least one chunk");
         }
-        if l.max_streams == 0 || l.max_reassembly < l.max_message_size {
+        if l.max_streams == 0
+            || l.max_streams_per_peer == 0
+            || l.max_reassembly < l.max_message_size
+        {
             return bad(
-                "max_streams must be non-zero and the reassembly budget at least one message",
+                "max_streams and max_streams_per_peer must be non-zero and the reassembly budget at least one message",
             );
         }
         if self.faults.as_ref().is_some_and(|p| !p.is_valid()) {

@@ -217,6 +217,44 @@ fn streams_beyond_the_limit_are_refused_as_overloaded_on_either_side() {
 }
 
 #[test]
+fn one_peer_cannot_take_every_stream_of_a_node() {
+    let mut sim = Sim::new();
+    for n in ["a", "b", "c"] {
+        sim.add(n);
+    }
+    sim.mesh("b").cfg.limits.max_streams_per_peer = 2;
+    sim.connect("a", "b");
+    sim.connect("c", "b");
+    sim.settle();
+    let from_a: Vec<_> = (0..3).map(|_| sim.open("a", "b", "svc")).collect();
+    let from_c = sim.open("c", "b", "svc");
+    sim.settle();
+    assert_eq!(
+        sim.nodes["a"].signals_of(from_a[0]),
+        [StreamSignal::Accepted]
+    );
+    assert_eq!(
+        sim.nodes["a"].signals_of(from_a[1]),
+        [StreamSignal::Accepted]
+    );
+    assert_eq!(
+        failed(&sim, "a", from_a[2]),
+        Some(StreamError::Overloaded(crate::error::Side::Remote))
+    );
+    // Another peer still gets its stream.
+    assert_eq!(sim.nodes["c"].signals_of(from_c), [StreamSignal::Accepted]);
+    assert_eq!(sim.mesh("b").stats().streams_refused, 1);
+    // Once one of a's streams is gone, a may open another.
+    sim.mesh("a")
+        .handle_stream_reset(from_a[0], ResetCode::Cancelled);
+    sim.settle();
+    let again = sim.open("a", "b", "svc");
+    sim.settle();
+    assert_eq!(sim.nodes["a"].signals_of(again), [StreamSignal::Accepted]);
+    assert_eq!(sim.mesh("b").stream_count(), 3);
+}
+
+#[test]
 fn an_open_without_answer_times_out_on_both_sides() {
     let mut sim = pair();
     sim.node("b").auto_accept = false;
