@@ -13,11 +13,14 @@
 //! BILATERAL_SPIN_US=0 cargo bench --bench rpc   # reactor spin off (default 50)
 //! ```
 
+mod common;
+
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bilateral::zmq::{Context, Message, SendFlags, Socket, SocketType};
 use bilateral::{Keypair, Node, To};
+use common::*;
 
 const PAYLOAD: usize = 64;
 const PIPELINE: usize = 128;
@@ -136,27 +139,12 @@ fn compare(mode: &str, s: &Settings, raw: &RawEcho, client: &Node) {
     println!();
 }
 
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 fn spin() -> Duration {
     let us = std::env::var("BILATERAL_SPIN_US")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
     Duration::from_micros(us)
-}
-
-fn keys() -> Keypair {
-    Keypair::generate().unwrap()
-}
-
-fn secret(keys: &Keypair) -> [u8; 32] {
-    bilateral::zmq::z85_decode(&keys.secret_z85())
-        .unwrap()
-        .try_into()
-        .unwrap()
 }
 
 struct Latency {
@@ -171,10 +159,6 @@ fn summarize(mut samples: Vec<Duration>) -> Latency {
         p50: at(0.50),
         p99: at(0.99),
     }
-}
-
-fn fmt(d: Duration) -> String {
-    format!("{:.1} us", d.as_secs_f64() * 1e6)
 }
 
 fn ratio(a: Duration, b: Duration) -> f64 {
@@ -206,8 +190,7 @@ impl RawEcho {
         router.set_sndhwm(0).unwrap();
         router.set_rcvhwm(0).unwrap();
         if let Some((server, _)) = &curve {
-            router.set_curve_server(true).unwrap();
-            router.set_curve_secretkey(&secret(server)).unwrap();
+            curve_server(&router, server);
         }
         router.bind("tcp://127.0.0.1:*").unwrap();
         let endpoint = router.last_endpoint().unwrap();
@@ -226,13 +209,7 @@ impl RawEcho {
         dealer.set_sndhwm(0).unwrap();
         dealer.set_rcvhwm(0).unwrap();
         if let Some((server, client)) = &curve {
-            dealer
-                .set_curve_serverkey(server.public().as_bytes())
-                .unwrap();
-            dealer
-                .set_curve_publickey(client.public().as_bytes())
-                .unwrap();
-            dealer.set_curve_secretkey(&secret(client)).unwrap();
+            curve_client(&dealer, server, client);
         }
         dealer.connect(&endpoint).unwrap();
         RawEcho {

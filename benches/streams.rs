@@ -13,13 +13,16 @@
 //! cargo bench --bench streams -- --quick   # a smoke run
 //! ```
 
+mod common;
+
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bilateral::zmq::{Context, Message, SendFlags, SocketType};
-use bilateral::{Incoming, Keypair, Node};
+use bilateral::{Incoming, Node};
+use common::*;
 
 const MESSAGE: usize = 64 * 1024;
 const ROUNDS: usize = 5;
@@ -142,18 +145,6 @@ fn main() {
     println!("target: stream throughput >= 0.85x raw libzmq, plaintext and CURVE");
 }
 
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-fn fmt(d: Duration) -> String {
-    format!("{:.1} us", d.as_secs_f64() * 1e6)
-}
-
-fn keys() -> Keypair {
-    Keypair::generate().unwrap()
-}
-
 /// Two nodes joined over TCP loopback; the server reads streams to the end.
 fn pair(curve: bool) -> (Node, Node) {
     let (server, client) = if curve {
@@ -230,21 +221,8 @@ fn raw_one_way(curve: bool, bytes: usize) -> Duration {
     let dealer = sctx.socket(SocketType::Dealer).unwrap();
     if curve {
         let (server, client) = (keys(), keys());
-        let secret = |k: &Keypair| -> [u8; 32] {
-            bilateral::zmq::z85_decode(&k.secret_z85())
-                .unwrap()
-                .try_into()
-                .unwrap()
-        };
-        router.set_curve_server(true).unwrap();
-        router.set_curve_secretkey(&secret(&server)).unwrap();
-        dealer
-            .set_curve_serverkey(server.public().as_bytes())
-            .unwrap();
-        dealer
-            .set_curve_publickey(client.public().as_bytes())
-            .unwrap();
-        dealer.set_curve_secretkey(&secret(&client)).unwrap();
+        curve_server(&router, &server);
+        curve_client(&dealer, &server, &client);
     }
     router.bind("tcp://127.0.0.1:*").unwrap();
     dealer.set_routing_id(b"sender").unwrap();

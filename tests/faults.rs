@@ -226,12 +226,6 @@ fn invalid_plans_are_refused() {
     assert!(bilateral::Node::builder("x").faults(bad).start().is_err());
 }
 
-fn checksum(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 /// Losses, duplicates and reordering in both directions of a stream's and a
 /// large call's path: each transfer arrives whole and in order or ends in an
 /// error the protocol detected — never truncated, never corrupted, never
@@ -264,16 +258,16 @@ fn under_loss_duplication_and_reordering_large_transfers_arrive_intact_or_fail()
         stream.set_read_timeout(Some(PATIENCE));
         let mut got = Vec::new();
         stream.read_to_end(&mut got)?;
-        stream.write_all(format!("{} {}", got.len(), checksum(&got)).as_bytes())?;
+        stream.write_all(format!("{} {}", got.len(), Fnv::of(&got)).as_bytes())?;
         stream.finish()?;
         Ok(())
     })
     .unwrap();
-    n1.register("sum", |_c, v: Vec<u8>| Ok((v.len(), checksum(&v))))
+    n1.register("sum", |_c, v: Vec<u8>| Ok((v.len(), Fnv::of(&v))))
         .unwrap();
 
     let data: Vec<u8> = (0..512 * 1024u32).map(|i| (i * 31 % 251) as u8).collect();
-    let expected = (data.len(), checksum(&data));
+    let expected = (data.len(), Fnv::of(&data));
     let (mut intact, mut failed) = (0, 0);
     for round in 0..12 {
         // A stream.

@@ -7,17 +7,6 @@ use std::time::{Duration, Instant};
 use bilateral::{CallError, Error, LostReason, PeerEvent};
 use common::*;
 
-/// Runs `f` on a thread and fails the test if it has not returned by `limit`.
-fn within(limit: Duration, f: impl FnOnce() + Send + 'static) {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    std::thread::spawn(move || {
-        f();
-        let _ = tx.send(());
-    });
-    rx.recv_timeout(limit)
-        .unwrap_or_else(|_| panic!("did not return within {limit:?}"));
-}
-
 #[test]
 fn close_right_after_start_returns_promptly() {
     within(Duration::from_secs(5), || {

@@ -199,17 +199,6 @@ fn bug05_messages_with_more_frames_than_expected_are_dropped_and_the_reactor_mov
     }
 }
 
-/// Runs `f` on another thread; fails if it has not finished by `limit`.
-fn within(limit: Duration, f: impl FnOnce() + Send + 'static) {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    std::thread::spawn(move || {
-        f();
-        let _ = tx.send(());
-    });
-    rx.recv_timeout(limit)
-        .unwrap_or_else(|_| panic!("did not finish within {limit:?}"));
-}
-
 #[test]
 fn bug07_close_right_after_start_returns_promptly_from_any_thread() {
     within(Duration::from_secs(10), || {

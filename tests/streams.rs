@@ -10,22 +10,6 @@ use std::time::{Duration, Instant};
 use bilateral::{Incoming, LostReason, StreamError};
 use common::*;
 
-/// FNV-1a, 64 bits: a checksum cheap enough for a quarter gigabyte.
-#[derive(Clone, Copy)]
-struct Fnv(u64);
-
-impl Fnv {
-    fn new() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-
-    fn update(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-}
-
 /// Deterministic pseudo-random bytes (xorshift64*), filled 8 at a time.
 struct Noise(u64);
 

@@ -48,32 +48,10 @@ impl<C: Clone> Mesh<C> {
     /// The application asked to forget `peer`: say PART, end the session, stop dialling.
     /// Returns whether the peer was known.
     pub fn handle_disconnect(&mut self, peer: &NodeName, now: Instant) -> bool {
-        let Some(p) = self.peers.get(peer) else {
+        if !self.peers.contains_key(peer) {
             return false;
-        };
-        let links: Vec<Link> = [Link::Outbound, Link::Inbound]
-            .into_iter()
-            .filter(|&l| p.link_up(l))
-            .collect();
-        let dialled = p.outbound.is_some();
-        let flush = p.session.is_some() && links.contains(&Link::Outbound);
-        if p.session.is_some() {
-            for link in links {
-                self.send(
-                    peer,
-                    link,
-                    &Message::Part(PartReason::Disconnect),
-                    Purpose::Control,
-                );
-            }
-            self.end_session(peer, LostReason::Disconnected, now);
         }
-        if dialled {
-            self.actions.push_back(Action::CloseLink {
-                peer: peer.clone(),
-                flush,
-            });
-        }
+        self.part_from(peer, PartReason::Disconnect, LostReason::Disconnected, now);
         self.peers.remove(peer);
         self.generation += 1;
         true
@@ -90,36 +68,39 @@ impl<C: Clone> Mesh<C> {
         let mut names: Vec<NodeName> = self.peers.keys().cloned().collect();
         names.sort();
         for name in &names {
-            let Some(p) = self.peers.get(name) else {
-                continue;
-            };
-            let links: Vec<Link> = [Link::Outbound, Link::Inbound]
-                .into_iter()
-                .filter(|&l| p.link_up(l))
-                .collect();
-            let dialled = p.outbound.is_some();
-            let flush = p.session.is_some() && links.contains(&Link::Outbound);
-            if p.session.is_some() {
-                for link in links {
-                    self.send(
-                        name,
-                        link,
-                        &Message::Part(PartReason::Closing),
-                        Purpose::Control,
-                    );
-                }
-                self.end_session(name, LostReason::Closed, now);
-            }
-            if dialled {
-                self.actions.push_back(Action::CloseLink {
-                    peer: name.clone(),
-                    flush,
-                });
-            }
+            self.part_from(name, PartReason::Closing, LostReason::Closed, now);
         }
         self.peers.clear();
         self.closed = true;
         self.generation += 1;
+    }
+
+    /// Says PART (`reason`) on every link up to `peer` if it is in session
+    /// and ends the session (`lost`), then closes the link this node dialled
+    /// — flushed if the PART is on it. The peer's entry stays for the caller
+    /// to remove.
+    fn part_from(&mut self, peer: &NodeName, reason: PartReason, lost: LostReason, now: Instant) {
+        let Some(p) = self.peers.get(peer) else {
+            return;
+        };
+        let links: Vec<Link> = [Link::Outbound, Link::Inbound]
+            .into_iter()
+            .filter(|&l| p.link_up(l))
+            .collect();
+        let dialled = p.outbound.is_some();
+        let flush = p.session.is_some() && links.contains(&Link::Outbound);
+        if p.session.is_some() {
+            for link in links {
+                self.send(peer, link, &Message::Part(reason), Purpose::Control);
+            }
+            self.end_session(peer, lost, now);
+        }
+        if dialled {
+            self.actions.push_back(Action::CloseLink {
+                peer: peer.clone(),
+                flush,
+            });
+        }
     }
 
     /// A JOIN arrived on the ROUTER from routing id `name`.

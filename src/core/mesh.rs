@@ -137,6 +137,28 @@ pub struct Job {
     pub args: Vec<u8>,
 }
 
+impl Job {
+    /// How this job ends with a reply of `status` and `payload`: that reply
+    /// for a request, [`JobOutcome::CastDone`] for a cast (nobody awaits one).
+    pub fn answer(&self, status: ReplyStatus, payload: Vec<u8>) -> JobOutcome {
+        match self.request_id {
+            Some(_) => JobOutcome::Reply(status, payload),
+            None => JobOutcome::CastDone,
+        }
+    }
+
+    /// The report that this job ended with `outcome`.
+    pub fn done(self, outcome: JobOutcome) -> JobDone {
+        JobDone {
+            peer: self.peer,
+            incarnation: self.incarnation,
+            link: self.link,
+            request_id: self.request_id,
+            outcome,
+        }
+    }
+}
+
 /// What a worker reports when a [`Job`] is over.
 #[derive(Clone, Debug)]
 pub struct JobDone {

@@ -23,9 +23,7 @@ use super::sockets::{self, Monitored, SocketOptions};
 use super::spin::SpinPermit;
 use super::streams::StreamHost;
 use super::waker::{WakeReceiver, Waker};
-use crate::core::{
-    Action, Delivery, Job, JobDone, JobOutcome, Link, Mesh, Origin, SendFailure, Transmit,
-};
+use crate::core::{Action, Delivery, Job, JobDone, Link, Mesh, Origin, SendFailure, Transmit};
 use crate::error::Error;
 use crate::faults::{Direction, FaultInjector, FaultPlan};
 use crate::protocol::{NodeName, ReplyStatus};
@@ -230,34 +228,14 @@ impl Reactor {
         let curve = self.options.curve.is_some();
         for _ in 0..READ_BATCH {
             match self.router.socket.recv_multipart(true, MAX_FRAMES) {
-                Ok((mut frames, total)) => {
-                    let parts: Vec<&[u8]> = frames.iter().map(Message::as_bytes).collect();
+                Ok((frames, total)) => {
                     // The authenticated key travels with every data frame.
                     let user_id = if curve {
                         frames.get(1).and_then(|f| f.property("User-Id"))
                     } else {
                         None
                     };
-                    if self.faults.is_some() {
-                        let received = Received {
-                            dealer: None,
-                            user_id,
-                            frames: owned(&parts),
-                            total,
-                        };
-                        let peer =
-                            String::from_utf8_lossy(parts.first().copied().unwrap_or_default())
-                                .into_owned();
-                        self.inject(Direction::Receive, &peer, Faulted::Receive(received), now);
-                    } else {
-                        let origin = Origin::Router {
-                            user_id: user_id.as_deref(),
-                        };
-                        let delivery = self.mesh.handle_inbound(origin, &parts, total, now);
-                        if let (Some(d), Some(body)) = (delivery, frames.pop()) {
-                            self.streams.deliver(d.stream, Chunk::Frame(body, d.range));
-                        }
-                    }
+                    self.receive(None, user_id, frames, total, now);
                 }
                 Err(e) if e.is_again() => return,
                 Err(e) => {
@@ -274,36 +252,53 @@ impl Reactor {
                 return;
             };
             match dealer.socket.recv_multipart(true, MAX_FRAMES) {
-                Ok((mut frames, total)) => {
-                    let parts: Vec<&[u8]> = frames.iter().map(Message::as_bytes).collect();
-                    if self.faults.is_some() {
-                        let received = Received {
-                            dealer: Some(peer.clone()),
-                            user_id: None,
-                            frames: owned(&parts),
-                            total,
-                        };
-                        self.inject(
-                            Direction::Receive,
-                            peer.as_str(),
-                            Faulted::Receive(received),
-                            now,
-                        );
-                    } else {
-                        let delivery =
-                            self.mesh
-                                .handle_inbound(Origin::Outbound(peer), &parts, total, now);
-                        if let (Some(d), Some(body)) = (delivery, frames.pop()) {
-                            self.streams.deliver(d.stream, Chunk::Frame(body, d.range));
-                        }
-                    }
-                }
+                Ok((frames, total)) => self.receive(Some(peer), None, frames, total, now),
                 Err(e) if e.is_again() => return,
                 Err(e) => {
                     log::warn!("DEALER to {peer} receive failed: {e}");
                     return;
                 }
             }
+        }
+    }
+
+    /// One message from the ROUTER (`dealer` is `None`) or from the DEALER
+    /// to `dealer`: through the fault injector if there is one, else to the
+    /// core, with stream bytes handed to their stream without a copy.
+    fn receive(
+        &mut self,
+        dealer: Option<&NodeName>,
+        user_id: Option<String>,
+        mut frames: Vec<Message>,
+        total: usize,
+        now: Instant,
+    ) {
+        let parts: Vec<&[u8]> = frames.iter().map(Message::as_bytes).collect();
+        if self.faults.is_some() {
+            let peer = match dealer {
+                Some(peer) => peer.to_string(),
+                None => {
+                    String::from_utf8_lossy(parts.first().copied().unwrap_or_default()).into_owned()
+                }
+            };
+            let received = Received {
+                dealer: dealer.cloned(),
+                user_id,
+                frames: owned(&parts),
+                total,
+            };
+            self.inject(Direction::Receive, &peer, Faulted::Receive(received), now);
+            return;
+        }
+        let origin = match dealer {
+            Some(peer) => Origin::Outbound(peer),
+            None => Origin::Router {
+                user_id: user_id.as_deref(),
+            },
+        };
+        let delivery = self.mesh.handle_inbound(origin, &parts, total, now);
+        if let (Some(d), Some(body)) = (delivery, frames.pop()) {
+            self.streams.deliver(d.stream, Chunk::Frame(body, d.range));
         }
     }
 
@@ -537,18 +532,8 @@ impl Reactor {
             Action::Dispatch(job) => {
                 if let Err(crossbeam_channel::SendError(job)) = self.jobs.send(job) {
                     // The pool is gone (closing): refuse instead of dropping silently.
-                    let outcome = match job.request_id {
-                        Some(_) => JobOutcome::Reply(ReplyStatus::ShuttingDown, Vec::new()),
-                        None => JobOutcome::CastDone,
-                    };
-                    let done = JobDone {
-                        peer: job.peer,
-                        incarnation: job.incarnation,
-                        link: job.link,
-                        request_id: job.request_id,
-                        outcome,
-                    };
-                    self.mesh.handle_job_done(done, Instant::now());
+                    let outcome = job.answer(ReplyStatus::ShuttingDown, Vec::new());
+                    self.mesh.handle_job_done(job.done(outcome), Instant::now());
                 }
             }
             Action::Resolve {

@@ -139,23 +139,14 @@ impl Worker {
 /// the reactor itself for handlers registered to run inline.
 pub(crate) fn run(registry: &Registry, job: Job) -> JobDone {
     let outcome = outcome(registry, &job);
-    JobDone {
-        peer: job.peer,
-        incarnation: job.incarnation,
-        link: job.link,
-        request_id: job.request_id,
-        outcome,
-    }
+    job.done(outcome)
 }
 
 fn outcome(registry: &Registry, job: &Job) -> JobOutcome {
     if job.deadline.is_some_and(|d| Instant::now() >= d) {
         return JobOutcome::Expired;
     }
-    let reply = |status, payload: Vec<u8>| match job.request_id {
-        Some(_) => JobOutcome::Reply(status, payload),
-        None => JobOutcome::CastDone,
-    };
+    let reply = |status, payload| job.answer(status, payload);
     let Some(handler) = registry.get(&job.method) else {
         log::debug!("{} called unknown method {:?}", job.peer, job.method);
         return reply(ReplyStatus::UnknownMethod, job.method.clone().into_bytes());

@@ -14,6 +14,19 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use crate::core::{StreamId, StreamSignal};
 use crate::error::StreamError;
 
+/// Waits on `cv` until notified or until `deadline` (none: for ever);
+/// returns whether the deadline passed. Callers check their conditions again
+/// either way, so a wake-up that races the deadline is never lost.
+fn wait(cv: &Condvar, s: &mut MutexGuard<'_, State>, deadline: Option<Instant>) -> bool {
+    match deadline {
+        Some(d) => cv.wait_until(s, d).timed_out(),
+        None => {
+            cv.wait(s);
+            false
+        }
+    }
+}
+
 /// Bytes that arrived: a received frame (no copy) or an owned buffer.
 pub(crate) enum Chunk {
     /// Part of a frame as libzmq received it.
@@ -176,6 +189,7 @@ impl Shared {
     /// Waits until the opener's stream is accepted or failed, or `deadline`.
     pub(crate) fn wait_accepted(&self, deadline: Instant) -> Result<(), StreamError> {
         let mut s = self.state.lock();
+        let mut timed_out = false;
         loop {
             if let Some(e) = &s.failed {
                 return Err(e.clone());
@@ -183,9 +197,10 @@ impl Shared {
             if s.accepted {
                 return Ok(());
             }
-            if self.readable.wait_until(&mut s, deadline).timed_out() {
-                return Err(s.failed.clone().unwrap_or(StreamError::Timeout));
+            if timed_out {
+                return Err(StreamError::Timeout);
             }
+            timed_out = wait(&self.readable, &mut s, Some(deadline));
         }
     }
 
@@ -198,6 +213,7 @@ impl Shared {
         deadline: Option<Instant>,
     ) -> Result<(usize, Option<u64>), ReadError> {
         let mut s = self.state.lock();
+        let mut timed_out = false;
         loop {
             if s.buffered > 0 {
                 let mut n = 0;
@@ -230,17 +246,10 @@ impl Shared {
             if buf.is_empty() {
                 return Ok((0, None));
             }
-            match deadline {
-                Some(d) => {
-                    if self.readable.wait_until(&mut s, d).timed_out() && s.buffered == 0 {
-                        if s.eof || s.failed.is_some() {
-                            continue;
-                        }
-                        return Err(ReadError::TimedOut);
-                    }
-                }
-                None => self.readable.wait(&mut s),
+            if timed_out {
+                return Err(ReadError::TimedOut);
             }
+            timed_out = wait(&self.readable, &mut s, deadline);
         }
     }
 
@@ -252,6 +261,7 @@ impl Shared {
         deadline: Option<Instant>,
     ) -> Result<usize, WriteError> {
         let mut s = self.state.lock();
+        let mut timed_out = false;
         loop {
             if let Some(e) = &s.failed {
                 return Err(WriteError::Stream(e.clone()));
@@ -268,18 +278,10 @@ impl Shared {
                 s.queued += n as u64;
                 return Ok(n);
             }
-            match deadline {
-                Some(d) => {
-                    if self.writable.wait_until(&mut s, d).timed_out()
-                        && s.queued >= self.send_buffer
-                        && s.failed.is_none()
-                        && !s.stopped
-                    {
-                        return Err(WriteError::TimedOut);
-                    }
-                }
-                None => self.writable.wait(&mut s),
+            if timed_out {
+                return Err(WriteError::TimedOut);
             }
+            timed_out = wait(&self.writable, &mut s, deadline);
         }
     }
 
@@ -292,6 +294,7 @@ impl Shared {
     /// Waits until every queued byte has gone to the link.
     pub(crate) fn drain(&self, deadline: Option<Instant>) -> Result<(), WriteError> {
         let mut s = self.state.lock();
+        let mut timed_out = false;
         loop {
             if let Some(e) = &s.failed {
                 return Err(WriteError::Stream(e.clone()));
@@ -302,14 +305,10 @@ impl Shared {
             if s.queued == 0 {
                 return Ok(());
             }
-            match deadline {
-                Some(d) => {
-                    if self.writable.wait_until(&mut s, d).timed_out() && s.queued > 0 {
-                        return Err(WriteError::TimedOut);
-                    }
-                }
-                None => self.writable.wait(&mut s),
+            if timed_out {
+                return Err(WriteError::TimedOut);
             }
+            timed_out = wait(&self.writable, &mut s, deadline);
         }
     }
 

@@ -102,3 +102,38 @@ pub fn wait_for_baseline(threads: usize, fds: usize) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// FNV-1a, 64 bits: a checksum cheap enough for a quarter gigabyte.
+#[derive(Clone, Copy)]
+pub struct Fnv(pub u64);
+
+impl Fnv {
+    pub fn new() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    /// The checksum of `bytes` at once.
+    pub fn of(bytes: &[u8]) -> u64 {
+        let mut sum = Fnv::new();
+        sum.update(bytes);
+        sum.0
+    }
+}
+
+/// Runs `f` on another thread and fails the test if it has not returned by
+/// `limit`.
+pub fn within(limit: Duration, f: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        f();
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("did not return within {limit:?}"));
+}

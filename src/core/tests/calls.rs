@@ -172,16 +172,8 @@ fn a_reply_whose_session_ended_is_not_sent() {
     let now = sim.now;
     sim.mesh("b").handle_disconnect(&name("a"), now);
     sim.settle();
-    sim.mesh("b").handle_job_done(
-        JobDone {
-            peer: job.peer,
-            incarnation: job.incarnation,
-            link: job.link,
-            request_id: job.request_id,
-            outcome: JobOutcome::Reply(ReplyStatus::Ok, vec![]),
-        },
-        now,
-    );
+    let done = job.done(JobOutcome::Reply(ReplyStatus::Ok, vec![]));
+    sim.mesh("b").handle_job_done(done, now);
     sim.settle();
     assert_eq!(sim.mesh("b").stats().replies_orphaned, 1);
     assert_eq!(sim.count_sent("b", "REPLY"), 0);

@@ -129,25 +129,7 @@ impl Sim {
     pub fn add_with(&mut self, node: &str, network: &str, timers: Timers) -> &mut SimNode {
         self.seed += 1;
         let mesh = Mesh::new(config(node, network, self.seed * 1000, timers), self.now);
-        self.nodes.insert(
-            node.to_string(),
-            SimNode {
-                mesh,
-                links: BTreeMap::new(),
-                events: Vec::new(),
-                resolved: Vec::new(),
-                jobs: VecDeque::new(),
-                sent: Vec::new(),
-                auto_reply: true,
-                up: true,
-                curve: false,
-                incoming: Vec::new(),
-                signals: Vec::new(),
-                received: BTreeMap::new(),
-                auto_accept: true,
-            },
-        );
-        self.nodes.get_mut(node).unwrap()
+        self.insert(node, mesh, false)
     }
 
     /// A CURVE node named by a fresh key, allowing `allowed` to connect.
@@ -160,8 +142,14 @@ impl Sim {
         cfg.security = Security::Curve;
         cfg.allowed_keys = allowed.iter().map(|k| k.parse().unwrap()).collect();
         let mesh = Mesh::new(cfg, self.now);
+        self.insert(&name, mesh, true);
+        name
+    }
+
+    /// A node that joins the network with no link yet.
+    fn insert(&mut self, node: &str, mesh: Mesh<Call>, curve: bool) -> &mut SimNode {
         self.nodes.insert(
-            name.clone(),
+            node.to_string(),
             SimNode {
                 mesh,
                 links: BTreeMap::new(),
@@ -171,14 +159,14 @@ impl Sim {
                 sent: Vec::new(),
                 auto_reply: true,
                 up: true,
-                curve: true,
+                curve,
                 incoming: Vec::new(),
                 signals: Vec::new(),
                 received: BTreeMap::new(),
                 auto_accept: true,
             },
         );
-        name
+        self.nodes.get_mut(node).unwrap()
     }
 
     /// Replaces `node` with a fresh start: new incarnation, no state.
@@ -262,18 +250,8 @@ impl Sim {
                         break;
                     };
                     progress = true;
-                    let outcome = match job.request_id {
-                        Some(_) => JobOutcome::Reply(ReplyStatus::Ok, job.args.clone()),
-                        None => JobOutcome::CastDone,
-                    };
-                    let done = JobDone {
-                        peer: job.peer,
-                        incarnation: job.incarnation,
-                        link: job.link,
-                        request_id: job.request_id,
-                        outcome,
-                    };
-                    node.mesh.handle_job_done(done, now);
+                    let outcome = job.answer(ReplyStatus::Ok, job.args.clone());
+                    node.mesh.handle_job_done(job.done(outcome), now);
                 }
             }
             for (from, endpoint, t) in deliveries {
