@@ -137,3 +137,76 @@ fn a_flood_of_garbage_does_not_starve_a_live_session() {
     );
     assert!(victim.stats().malformed > 0);
 }
+
+/// A JOIN of `name` (incarnation `incarnation`) to `target` on network "test".
+fn join_frame(incarnation: u64, name: &str, target: &str) -> Vec<u8> {
+    let mut body = vec![1, 1, 0]; // versions 1..=1, security NULL
+    body.extend_from_slice(&1000u32.to_be_bytes());
+    for field in ["test", name, target] {
+        body.push(field.len() as u8);
+        body.extend_from_slice(field.as_bytes());
+    }
+    frame(1, incarnation, &body)
+}
+
+/// The next message on `socket` within `PATIENCE`, as the kind byte of its frame.
+fn next_kind(socket: &Socket) -> Option<u8> {
+    let mut items = [PollItem::readable(socket)];
+    bilateral::zmq::poll(&mut items, Some(PATIENCE)).unwrap();
+    let (frames, _) = socket.recv_multipart(true, 4).ok()?;
+    frames.first().and_then(|f| f.as_bytes().get(1).copied())
+}
+
+/// ROUTER_HANDOVER in libzmq 4.3.5 kept the displaced connection open for
+/// the life of the socket once it had sent anything after the handover
+/// (libzmq #3238, #4407): one descriptor per handover, for anyone who can
+/// connect. `build.rs` patches libzmq; this is the attack.
+#[test]
+fn routing_id_handovers_leave_no_descriptor_behind() {
+    let victim = node("victim");
+    let endpoint = victim.endpoint().unwrap().to_string();
+    let ctx = Context::new().unwrap();
+    // The context starts its threads (and their descriptors) with its first socket.
+    drop(ctx.socket(SocketType::Dealer).unwrap());
+    let fds_before = fd_count();
+    let connect = |incarnation: u64| {
+        let s = raw_dealer(&ctx, Some(b"taker"), &endpoint);
+        s.set_linger(Duration::ZERO).unwrap();
+        send_parts(&s, &[&join_frame(incarnation, "taker", "victim")]);
+        // The WELCOME reaches the newest connection: the handover happened.
+        assert_eq!(
+            next_kind(&s),
+            Some(2),
+            "WELCOME to incarnation {incarnation}"
+        );
+        s
+    };
+    let mut old = connect(1);
+    for incarnation in 2..=1_000u64 {
+        let new = connect(incarnation);
+        // The displaced connection keeps sending, then goes away.
+        for nonce in 0..4u64 {
+            let _ = old.send(
+                &frame(4, incarnation - 1, &nonce.to_be_bytes()),
+                SendFlags::DONTWAIT,
+            );
+        }
+        drop(std::mem::replace(&mut old, new));
+    }
+    drop(old);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while fd_count() > fds_before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} descriptors open after 1 000 handovers, {fds_before} before",
+            fd_count()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // And the node still serves.
+    victim.register("ping", |_c, (): ()| Ok(1u8)).unwrap();
+    let friend = node("friend");
+    join(&friend, &victim);
+    let one: u8 = friend.call_one("victim", "ping", &(), PATIENCE).unwrap();
+    assert_eq!(one, 1);
+}
