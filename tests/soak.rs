@@ -3,8 +3,13 @@
 //! or a typed reason; nothing panics or hangs; threads, descriptors and
 //! memory are flat at the end.
 //!
-//! Bounded: `BILATERAL_SOAK_SECS` seconds (default 20; CI uses the default).
-//! A longer run: `BILATERAL_SOAK_SECS=600 cargo test --release --test soak`.
+//! Bounded: it runs for `BILATERAL_SOAK_SECS` seconds (default 20; CI uses
+//! the default), then stops. A longer run:
+//! `BILATERAL_SOAK_SECS=600 cargo test --release --test soak`.
+//!
+//! A call returns by its deadline: the caller's own thread enforces it, so
+//! the only lateness allowed is the scheduling of that thread once the
+//! deadline has passed, [`SLACK`].
 
 mod common;
 
@@ -16,6 +21,10 @@ use bilateral::faults::{FaultPlan, Faults};
 use bilateral::testkit::{TestMesh, Topology};
 use bilateral::{CallError, To};
 use common::*;
+
+/// How late a call may return after its deadline: the time for the
+/// caller's thread to be scheduled again on a busy two-core machine.
+const SLACK: Duration = Duration::from_millis(50);
 
 fn outcome_name(e: &CallError) -> &'static str {
     match e {
@@ -66,7 +75,8 @@ fn five_nodes_on_a_bad_network_answer_every_call_by_its_deadline() {
     }
 
     let outcomes = Arc::new(Mutex::new(BTreeMap::<&'static str, u64>::new()));
-    let deadline = Instant::now() + Duration::from_secs(secs);
+    let run_start = Instant::now();
+    let deadline = run_start + Duration::from_secs(secs);
     let warm = Instant::now() + Duration::from_secs(secs / 5);
     let rss_warm = Arc::new(Mutex::new(None));
     let callers: Vec<_> = (0..4u64)
@@ -75,7 +85,8 @@ fn five_nodes_on_a_bad_network_answer_every_call_by_its_deadline() {
             std::thread::spawn(move || {
                 let mut x = t * 1_000_003 + 17;
                 let mut calls = 0u64;
-                while Instant::now() < deadline && calls < 5_000 {
+                let mut latest = Duration::ZERO;
+                while Instant::now() < deadline {
                     x = x
                         .wrapping_mul(6364136223846793005)
                         .wrapping_add(1442695040888963407);
@@ -92,10 +103,12 @@ fn five_nodes_on_a_bad_network_answer_every_call_by_its_deadline() {
                         .call::<_, u64>(to, method, &(x % 1000), timeout)
                         .unwrap();
                     let took = started.elapsed();
+                    let late = took.saturating_sub(timeout);
                     assert!(
-                        took <= timeout + Duration::from_millis(400),
+                        late <= SLACK,
                         "a {timeout:?} call returned after {took:?}"
                     );
+                    latest = latest.max(late);
                     let mut tally = outcomes.lock().unwrap();
                     for r in &responses {
                         let key = match &r.result {
@@ -110,17 +123,30 @@ fn five_nodes_on_a_bad_network_answer_every_call_by_its_deadline() {
                         rss_warm.lock().unwrap().get_or_insert_with(rss_bytes);
                     }
                 }
-                calls
+                (calls, latest)
             })
         })
         .collect();
-    let calls: u64 = callers
-        .into_iter()
-        .map(|c| c.join().expect("no caller panicked"))
-        .sum();
+    let (mut calls, mut latest) = (0, Duration::ZERO);
+    for caller in callers {
+        let (n, late) = caller.join().expect("no caller panicked");
+        calls += n;
+        latest = latest.max(late);
+    }
+    let ran = run_start.elapsed();
     let rss_end = rss_bytes();
     let tally = outcomes.lock().unwrap().clone();
-    eprintln!("soak: {calls} calls in {secs} s, outcomes {tally:?}");
+    eprintln!(
+        "soak: {calls} calls in {:.1} s (asked for {secs} s), outcomes {tally:?}, \
+         latest return {latest:?} after a deadline",
+        ran.as_secs_f64()
+    );
+    // It ran for its duration: the callers stop at the deadline, and the
+    // last call started before it ends within its own timeout (< 400 ms).
+    assert!(
+        ran >= Duration::from_secs(secs),
+        "stopped after {ran:?} of {secs} s"
+    );
     for node in mesh.nodes() {
         eprintln!(
             "  {}: faults {:?}, dropped on input {:?}",
