@@ -23,7 +23,7 @@
 use std::time::{Duration, Instant};
 
 use bilateral::core::{Access, Action, Limits, Mesh, MeshConfig, Origin, StreamId, Timers};
-use bilateral::protocol::{self, Join, Message, NodeName, ResetCode, Security};
+use bilateral::protocol::{self, Join, Message, NodeName, ReplyStatus, ResetCode, Security};
 use proptest::prelude::*;
 
 fn cases() -> u32 {
@@ -277,6 +277,13 @@ fn feed(mesh: &mut Mesh<u32>, input: &Input, now: &mut Instant, dialled: &NodeNa
             mesh.handle_timeout(*now);
         }
     }
+    // Handlers run and finish, as a worker pool would make them.
+    for action in drain(mesh) {
+        if let Action::Dispatch(job) = action {
+            let outcome = job.answer(ReplyStatus::Ok, vec![0xc0]);
+            mesh.handle_job_done(job.done(outcome), *now);
+        }
+    }
     drain(mesh);
 }
 
@@ -437,7 +444,7 @@ fn session_input() -> impl Strategy<Value = SessionInput> {
                 len,
             }
         }),
-        (0u8..4, 0u16..6000).prop_map(|(id, size)| SessionInput::Transfer { id, size }),
+        (0u8..4, 0u16..20_000).prop_map(|(id, size)| SessionInput::Transfer { id, size }),
         any::<u32>().prop_map(SessionInput::Mark),
         any::<u32>().prop_map(SessionInput::Ack),
         (0u8..7, 1u8..7, any::<u16>()).prop_map(|(op, stream, n)| SessionInput::Local {
@@ -452,6 +459,9 @@ fn session_input() -> impl Strategy<Value = SessionInput> {
 
 const PEER_INCARNATION: u64 = 10;
 
+/// What alpha may make the listener hold.
+const MAX_PEER_MEMORY: usize = 128 * 1024;
+
 /// A listener with small stream limits, and a peer "alpha" joined to it.
 fn joined_listener(now: Instant) -> Mesh<u32> {
     let mut mesh = Mesh::new(
@@ -464,12 +474,13 @@ fn joined_listener(now: Instant) -> Mesh<u32> {
             allowed_keys: Vec::new(),
             timers: Timers::default(),
             limits: Limits {
-                max_message_size: 4096,
-                chunk_size: 1024,
-                stream_window: 2048,
-                link_window: 2048,
+                max_message_size: 16_384,
+                chunk_size: 4096,
+                stream_window: 8192,
+                link_window: 8192,
                 max_streams: 6,
-                max_reassembly: 8192,
+                max_peer_memory: MAX_PEER_MEMORY,
+                max_memory: 2 * MAX_PEER_MEMORY,
                 ..Limits::default()
             },
             seed: 7,
@@ -602,11 +613,11 @@ fn feed_session(
                 args: &args,
             })
             .encode(PEER_INCARNATION);
-            for (i, piece) in whole.chunks(1024).enumerate() {
+            for (i, piece) in whole.chunks(4096).enumerate() {
                 let fragment = Message::Fragment(protocol::Fragment {
                     transfer_id: 100 + u64::from(*id),
                     total: whole.len() as u64,
-                    offset: (i * 1024) as u64,
+                    offset: (i * 4096) as u64,
                     payload: piece,
                 });
                 from_alpha(mesh, &fragment, *now);
@@ -657,6 +668,13 @@ fn feed_session(
             mesh.handle_timeout(*now);
         }
     }
+    // Handlers run and finish, as a worker pool would make them.
+    for action in drain(mesh) {
+        if let Action::Dispatch(job) = action {
+            let outcome = job.answer(ReplyStatus::Ok, vec![0xc0]);
+            mesh.handle_job_done(job.done(outcome), *now);
+        }
+    }
     drain(mesh);
 }
 
@@ -673,7 +691,8 @@ proptest! {
         for input in &inputs {
             feed_session(&mut mesh, input, &mut now, &mut offsets);
             prop_assert!(mesh.stream_count() <= 6);
-            prop_assert!(mesh.reassembly_bytes() <= 8192);
+            prop_assert!(mesh.reassembly_bytes() <= MAX_PEER_MEMORY);
+            prop_assert!(mesh.memory_held() <= MAX_PEER_MEMORY);
         }
         // Keep alpha's session alive through the check, then call.
         let ping = Message::Ping { nonce: 1 };

@@ -5,36 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use bilateral::zmq::{Context, PollItem, SendFlags, Socket, SocketType};
+use bilateral::zmq::{Context, PollItem, SendFlags, SocketType};
+use common::raw::{dealer as raw_dealer, frame, join_frame, next_kind, send_parts};
 use common::*;
-
-fn raw_dealer(ctx: &Context, id: Option<&[u8]>, endpoint: &str) -> Socket {
-    let s = ctx.socket(SocketType::Dealer).unwrap();
-    if let Some(id) = id {
-        s.set_routing_id(id).unwrap();
-    }
-    s.set_linger(Duration::from_millis(500)).unwrap();
-    s.connect(endpoint).unwrap();
-    s
-}
-
-fn send_parts(s: &Socket, parts: &[&[u8]]) {
-    for (i, p) in parts.iter().enumerate() {
-        let flags = if i + 1 < parts.len() {
-            SendFlags::MORE
-        } else {
-            SendFlags::NONE
-        };
-        s.send(p, flags).unwrap();
-    }
-}
-
-fn frame(kind: u8, incarnation: u64, body: &[u8]) -> Vec<u8> {
-    let mut f = vec![1, kind];
-    f.extend_from_slice(&incarnation.to_be_bytes());
-    f.extend_from_slice(body);
-    f
-}
 
 #[test]
 fn malformed_traffic_is_dropped_counted_and_the_node_keeps_serving() {
@@ -136,25 +109,6 @@ fn a_flood_of_garbage_does_not_starve_a_live_session() {
             .is_none()
     );
     assert!(victim.stats().malformed > 0);
-}
-
-/// A JOIN of `name` (incarnation `incarnation`) to `target` on network "test".
-fn join_frame(incarnation: u64, name: &str, target: &str) -> Vec<u8> {
-    let mut body = vec![1, 1, 0]; // versions 1..=1, security NULL
-    body.extend_from_slice(&1000u32.to_be_bytes());
-    for field in ["test", name, target] {
-        body.push(field.len() as u8);
-        body.extend_from_slice(field.as_bytes());
-    }
-    frame(1, incarnation, &body)
-}
-
-/// The next message on `socket` within `PATIENCE`, as the kind byte of its frame.
-fn next_kind(socket: &Socket) -> Option<u8> {
-    let mut items = [PollItem::readable(socket)];
-    bilateral::zmq::poll(&mut items, Some(PATIENCE)).unwrap();
-    let (frames, _) = socket.recv_multipart(true, 4).ok()?;
-    frames.first().and_then(|f| f.as_bytes().get(1).copied())
 }
 
 /// ROUTER_HANDOVER in libzmq 4.3.5 kept the displaced connection open for

@@ -104,10 +104,7 @@ fn five_nodes_on_a_bad_network_answer_every_call_by_its_deadline() {
                         .unwrap();
                     let took = started.elapsed();
                     let late = took.saturating_sub(timeout);
-                    assert!(
-                        late <= SLACK,
-                        "a {timeout:?} call returned after {took:?}"
-                    );
+                    assert!(late <= SLACK, "a {timeout:?} call returned after {took:?}");
                     latest = latest.max(late);
                     let mut tally = outcomes.lock().unwrap();
                     for r in &responses {

@@ -135,6 +135,7 @@ impl<C: Clone> Mesh<C> {
         if !dialled && self.peers.contains_key(&name) {
             self.end_session(&name, LostReason::Revoked, now);
             self.peers.remove(&name);
+            self.recount(&name);
             self.generation += 1;
         }
         was

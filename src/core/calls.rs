@@ -147,6 +147,16 @@ impl<C: Clone> CallTable<C> {
             .collect()
     }
 
+    /// The deadline of call `id` if it still waits for `peer`.
+    pub(crate) fn deadline(&self, id: u64, peer: &NodeName) -> Option<Instant> {
+        let group = self.groups.get(&id)?;
+        group
+            .targets
+            .iter()
+            .any(|t| t.waiting && &t.peer == peer)
+            .then_some(group.deadline)
+    }
+
     /// Settles every entry of every call whose deadline is at or before `now`.
     pub(crate) fn expire(&mut self, now: Instant) -> Vec<Resolved<C>> {
         let mut out = Vec::new();

@@ -65,9 +65,25 @@ pub struct Limits {
     /// Most streams one peer may have opened here at once, so that no peer
     /// takes every stream (and handler thread) of the node. Default 256.
     pub max_streams_per_peer: usize,
-    /// Most bytes of large messages under reassembly at once, from all
-    /// peers together. Default 256 MiB.
-    pub max_reassembly: usize,
+    /// Calls, replies, casts and stream opens in flight on one link: sent
+    /// and not yet acknowledged by the peer, in bytes. Beyond it they wait
+    /// in the node, counted against the peer's memory. Throughput of
+    /// messages on a link is at most this divided by the round trip.
+    /// Default 4 MiB.
+    pub message_window: usize,
+    /// The same in messages; a quarter of the sockets' high-water mark by
+    /// default (2 500), so that a socket's queue never fills with them.
+    pub message_window_count: usize,
+    /// Most bytes one peer can make this node hold: its requests and casts
+    /// until their handlers finish, messages waiting for it or not yet
+    /// acknowledged, its large messages under reassembly, the receive
+    /// windows of streams with it. Default 256 MiB.
+    pub max_peer_memory: usize,
+    /// Most bytes all peers together can make this node hold. Half of it is
+    /// shared first come, first served; the other half is split evenly among
+    /// the peers in session, so each can always hold
+    /// `max_memory / (2 × peers in session)`. Default 1 GiB.
+    pub max_memory: usize,
     /// Most calls (multicast counts once) awaiting replies at a time; beyond it
     /// a call fails with `Overloaded`. Default 100 000.
     pub max_pending_calls: usize,
@@ -88,7 +104,10 @@ impl Default for Limits {
             link_window: 512 * 1024,
             max_streams: 1024,
             max_streams_per_peer: 256,
-            max_reassembly: 256 * 1024 * 1024,
+            message_window: 4 * 1024 * 1024,
+            message_window_count: 2_500,
+            max_peer_memory: 256 * 1024 * 1024,
+            max_memory: 1024 * 1024 * 1024,
             max_pending_calls: 100_000,
             max_queued_handlers: 10_000,
             max_not_joined_replies_per_sec: 200,

@@ -53,7 +53,10 @@ impl<C: Clone> Mesh<C> {
         });
         // One encoding for every target; a large one is shared, not copied.
         let frame = Arc::new(request.encode(self.cfg.incarnation));
-        let mut waiting = Vec::with_capacity(targets.len());
+        // The call is in the table before its requests leave: a request
+        // that has to wait for room on its link is only sent while its call
+        // still waits for that peer.
+        let mut routes = Vec::with_capacity(targets.len());
         for (index, target) in targets.iter().enumerate() {
             let route = match self.peers.get_mut(target) {
                 Some(peer) if peer.session.is_some() => match peer.preferred_link() {
@@ -67,17 +70,20 @@ impl<C: Clone> Mesh<C> {
                 None => Err(CallError::UnknownPeer),
             };
             match route {
-                Ok(link) => {
-                    if self.send_message(target, link, frame.clone(), Purpose::Request(id), now) {
-                        waiting.push((target.clone(), index));
-                    } else {
-                        refuse(self, index, CallError::Overloaded(Side::Local));
-                    }
-                }
+                Ok(link) => routes.push((index, target, link)),
                 Err(error) => refuse(self, index, error),
             }
         }
-        self.calls.insert(id, completion, deadline, waiting);
+        let waiting = routes.iter().map(|&(i, t, _)| (t.clone(), i)).collect();
+        self.calls.insert(id, completion.clone(), deadline, waiting);
+        for (_, target, link) in routes {
+            if !self.send_message(target, link, frame.clone(), Purpose::Request(id), now) {
+                let refused = Err(CallError::Overloaded(Side::Local));
+                if let Some(r) = self.calls.resolve(id, target, refused) {
+                    self.push_resolved(vec![r]);
+                }
+            }
+        }
     }
 
     /// Sends a cast of `method` to every target in session; returns how many.
@@ -100,7 +106,7 @@ impl<C: Clone> Mesh<C> {
                 .filter(|p| p.session.is_some())
                 .and_then(|p| p.preferred_link());
             if let Some(link) = link {
-                if self.send_message(target, link, frame.clone(), Purpose::Control, now) {
+                if self.send_message(target, link, frame.clone(), Purpose::Message, now) {
                     sent += 1;
                 } else {
                     self.stats.casts_dropped += 1;
@@ -127,17 +133,29 @@ impl<C: Clone> Mesh<C> {
             }
             peer.stats.calls_in += 1;
         }
-        if self.queued_handlers >= self.cfg.limits.max_queued_handlers {
+        let cost = job_cost(r.method, r.args);
+        let refusal: Option<&[u8]> = if self.queued_handlers >= self.cfg.limits.max_queued_handlers
+        {
+            Some(b"handler queue full")
+        } else if !self.admits(name, cost) {
+            self.refused_for_memory(name, "a request", cost);
+            Some(b"no memory for this peer's requests")
+        } else {
+            None
+        };
+        if let Some(payload) = refusal {
             self.stats.requests_refused += 1;
             let reply = Message::Reply(Reply {
                 request_id: r.request_id,
                 status: ReplyStatus::Overloaded,
-                payload: b"handler queue full",
+                payload,
             });
             self.send(name, link, &reply, Purpose::Control);
             return;
         }
         self.queued_handlers += 1;
+        self.memory.add_job(name, cost);
+        self.recount(name);
         self.actions.push_back(Action::Dispatch(Job {
             peer: name.clone(),
             incarnation,
@@ -151,12 +169,20 @@ impl<C: Clone> Mesh<C> {
 
     /// A CAST from a peer in session: admit it or drop it.
     pub(super) fn on_cast(&mut self, name: &NodeName, incarnation: u64, link: Link, c: &Cast<'_>) {
+        let cost = job_cost(c.method, c.args);
         if self.queued_handlers >= self.cfg.limits.max_queued_handlers {
             self.stats.casts_dropped += 1;
             log::debug!("dropped cast {} from {name}: handler queue full", c.method);
             return;
         }
+        if !self.admits(name, cost) {
+            self.stats.casts_dropped += 1;
+            self.refused_for_memory(name, "a cast", cost);
+            return;
+        }
         self.queued_handlers += 1;
+        self.memory.add_job(name, cost);
+        self.recount(name);
         self.actions.push_back(Action::Dispatch(Job {
             peer: name.clone(),
             incarnation,
@@ -194,6 +220,8 @@ impl<C: Clone> Mesh<C> {
     /// A worker finished a job: send its reply if the session still stands.
     pub fn handle_job_done(&mut self, done: JobDone, now: Instant) {
         self.queued_handlers = self.queued_handlers.saturating_sub(1);
+        self.memory.remove_job(&done.peer, done.held);
+        self.recount(&done.peer);
         let (status, payload) = match done.outcome {
             JobOutcome::Reply(status, payload) => (status, payload),
             JobOutcome::Expired => {
@@ -226,8 +254,27 @@ impl<C: Clone> Mesh<C> {
             payload: &payload,
         })
         .encode(self.cfg.incarnation);
-        if !self.send_message(&done.peer, link, Arc::new(reply), Purpose::Control, now) {
+        if !self.admits(&done.peer, reply.len()) {
+            // The handler ran, but the peer cannot be made to hold its reply:
+            // the caller learns that, instead of waiting out its deadline.
+            self.stats.replies_refused += 1;
+            self.refused_for_memory(&done.peer, "a reply", reply.len());
+            let refusal = Message::Reply(Reply {
+                request_id,
+                status: ReplyStatus::Overloaded,
+                payload: b"no memory for this peer's replies",
+            });
+            self.send(&done.peer, link, &refusal, Purpose::Control);
+            return;
+        }
+        if !self.send_message(&done.peer, link, Arc::new(reply), Purpose::Reply, now) {
             self.stats.replies_orphaned += 1;
         }
     }
+}
+
+/// What a request or cast holds while its job waits and runs: its arguments
+/// and method name.
+pub(crate) fn job_cost(method: &str, args: &[u8]) -> usize {
+    method.len() + args.len()
 }

@@ -1,25 +1,34 @@
 //! Messages of any size: a REQUEST, REPLY, CAST or OPEN larger than the
-//! chunk size leaves as FRAGMENTs (see `bulk.rs`) and is put back together
+//! chunk size leaves as FRAGMENTs (see `lane.rs`) and is put back together
 //! here before it is handled like any other message.
 //!
-//! Reassembly is where a peer could make this node hold memory, so it is
-//! bounded three ways: a message may not exceed the maximum message size, a
-//! peer may have at most [`MAX_PARTIALS`] messages under way, and all peers
-//! together may reserve at most the reassembly budget (counted in declared
-//! lengths, from the first piece). Pieces must arrive in order on one link;
-//! anything else (a gap, a wrong length, a piece without a start) drops the
-//! message and is counted. A message that stops arriving is dropped after
-//! the lost-peer timeout.
+//! Reassembly is where a peer could make this node hold memory, so what it
+//! holds is what has **arrived**, not what a first piece declares: a
+//! message's buffer grows with its pieces, and every growth is admitted
+//! against the peer's memory share (`memory.rs`) like anything else the
+//! peer makes the node hold. A message that does not fit is dropped; when
+//! it is a request, its caller is told `Overloaded`. A message may not
+//! exceed the maximum message size, a peer may have at most
+//! [`MAX_PARTIALS`] messages under way, and every piece but a message's
+//! last must carry at least [`MIN_PIECE`] bytes, so that holding a slot
+//! costs a sender real traffic. Pieces must arrive in order on one link;
+//! anything else (a gap, a wrong length, a piece without a start) drops
+//! the message and is counted. A message that stops arriving is dropped
+//! after the lost-peer timeout without a piece.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
-use super::mesh::{Delivery, Mesh};
+use super::mesh::{Delivery, Mesh, Purpose};
 use super::peer::Link;
-use crate::protocol::{self, Fragment, Message, NodeName};
+use crate::protocol::{self, Fragment, Message, NodeName, Reply, ReplyStatus};
 
 /// Messages under reassembly per peer.
 pub(crate) const MAX_PARTIALS: usize = 64;
+
+/// The smallest piece but the last of a message (the smallest chunk size a
+/// sender may use).
+pub(crate) const MIN_PIECE: usize = 4096;
 
 /// A message under reassembly.
 #[derive(Debug)]
@@ -28,29 +37,39 @@ pub(crate) struct Partial {
     buf: Vec<u8>,
     link: Link,
     last: Instant,
+    /// The request it carries, read from its first piece, so that a refusal
+    /// can be answered.
+    request_id: Option<u64>,
 }
 
 /// The messages under reassembly from one peer, by transfer id.
 #[derive(Debug, Default)]
 pub(crate) struct Reassembly {
     partials: HashMap<u64, Partial>,
+    /// Bytes of buffer the partials hold.
+    held: usize,
 }
 
 impl Reassembly {
-    /// Bytes reserved by the messages under way.
-    pub(crate) fn reserved(&self) -> usize {
-        self.partials.values().map(|p| p.total).sum()
+    /// Bytes held by the messages under way.
+    pub(crate) fn held(&self) -> usize {
+        self.held
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.partials.is_empty()
     }
 
-    /// Drops everything; returns the bytes that were reserved.
+    fn remove(&mut self, id: u64) -> Option<Partial> {
+        let p = self.partials.remove(&id)?;
+        self.held -= p.buf.capacity();
+        Some(p)
+    }
+
+    /// Drops everything; returns the bytes that were held.
     pub(crate) fn clear(&mut self) -> usize {
-        let reserved = self.reserved();
         self.partials.clear();
-        reserved
+        std::mem::take(&mut self.held)
     }
 
     /// Drops the messages that made no progress since `before`; returns the
@@ -61,12 +80,25 @@ impl Reassembly {
         self.partials.retain(|_, p| {
             let keep = p.last >= before;
             if !keep {
-                released += p.total;
+                released += p.buf.capacity();
                 dropped += 1;
             }
             keep
         });
+        self.held -= released;
         (released, dropped)
+    }
+}
+
+/// The capacity a buffer holding `len` bytes of a `total`-byte message
+/// needs for `more` bytes: doubling, so that a message is copied about
+/// once more as it grows, and never beyond its total.
+fn grown(capacity: usize, len: usize, more: usize, total: usize) -> usize {
+    let needed = len + more;
+    if needed <= capacity {
+        capacity
+    } else {
+        needed.max(capacity.saturating_mul(2)).min(total)
     }
 }
 
@@ -80,62 +112,115 @@ impl<C: Clone> Mesh<C> {
         now: Instant,
     ) -> Option<Delivery> {
         let max = self.cfg.limits.max_message_size;
-        let budget = self.cfg.limits.max_reassembly;
-        let reserved = self.reassembling;
-        let peer = self.peers.get_mut(name)?;
-        let partials = &mut peer.reassembly.partials;
         let total = usize::try_from(f.total).unwrap_or(usize::MAX);
+        let peer = self.peers.get_mut(name)?;
         if f.offset == 0 {
-            if let Some(old) = partials.remove(&f.transfer_id) {
+            if let Some(old) = peer.reassembly.remove(f.transfer_id) {
                 // A second start: the first copy is broken either way.
-                self.reassembling -= old.total;
+                self.reassembling -= old.buf.capacity();
                 self.stats.fragments_dropped += 1;
             }
-            let partials = &mut self.peers.get_mut(name)?.reassembly.partials;
             if total > max {
+                self.recount(name);
                 self.malformed(Some(name), "oversized message", |s| &mut s.oversized);
                 return None;
             }
-            if partials.len() >= MAX_PARTIALS || reserved.saturating_add(total) > budget {
+            let peer = self.peers.get_mut(name)?;
+            if peer.reassembly.partials.len() >= MAX_PARTIALS {
                 self.stats.reassembly_refused += 1;
-                log::debug!("no room to reassemble a {total}-byte message from {name}");
+                log::debug!("{name} has {MAX_PARTIALS} messages under way; one more refused");
+                self.recount(name);
                 return None;
             }
-            partials.insert(
+            peer.reassembly.partials.insert(
                 f.transfer_id,
                 Partial {
                     total,
-                    buf: Vec::with_capacity(total),
+                    buf: Vec::new(),
                     link,
                     last: now,
+                    request_id: protocol::request_id_of(f.payload),
                 },
             );
-            self.reassembling += total;
             self.need_tick(now);
         }
-        let partials = &mut self.peers.get_mut(name)?.reassembly.partials;
-        let Some(p) = partials.get_mut(&f.transfer_id) else {
+        let peer = self.peers.get_mut(name)?;
+        let Some(p) = peer.reassembly.partials.get_mut(&f.transfer_id) else {
             // Its start was dropped (or never came): so is the rest.
             self.stats.fragments_dropped += 1;
             return None;
         };
-        let fits = p.buf.len().checked_add(f.payload.len()) <= Some(p.total);
-        if p.total != total || p.link != link || f.offset != p.buf.len() as u64 || !fits {
-            let total = p.total;
-            partials.remove(&f.transfer_id);
-            self.reassembling -= total;
+        let end = p.buf.len().checked_add(f.payload.len());
+        let last = end == Some(p.total);
+        let in_place = p.total == total && p.link == link && f.offset == p.buf.len() as u64;
+        if !in_place || end.is_none_or(|e| e > p.total) || (!last && f.payload.len() < MIN_PIECE) {
+            let reason = if in_place {
+                "a piece is too small"
+            } else {
+                "a piece is missing or out of place"
+            };
+            self.drop_partial(name, f.transfer_id);
             self.stats.fragments_dropped += 1;
-            log::debug!("dropped a message from {name}: a piece is missing or out of place");
+            log::debug!("dropped a message from {name}: {reason}");
             return None;
+        }
+        let capacity = grown(p.buf.capacity(), p.buf.len(), f.payload.len(), p.total);
+        let growth = capacity - p.buf.capacity();
+        if growth > 0 && !self.admits(name, growth) {
+            self.refuse_partial(name, f.transfer_id, growth);
+            return None;
+        }
+        let peer = self.peers.get_mut(name)?;
+        let reassembly = &mut peer.reassembly;
+        let p = reassembly.partials.get_mut(&f.transfer_id)?;
+        if growth > 0 {
+            p.buf.reserve_exact(capacity - p.buf.len());
+            // `reserve_exact` may give more; count what is really held.
+            let real = p.buf.capacity() - (capacity - growth);
+            reassembly.held += real;
+            self.reassembling += real;
         }
         p.buf.extend_from_slice(f.payload);
         p.last = now;
-        if p.buf.len() < p.total {
+        if !last {
+            self.recount(name);
             return None;
         }
-        let whole = partials.remove(&f.transfer_id)?;
-        self.reassembling -= whole.total;
+        let whole = reassembly.remove(f.transfer_id)?;
+        self.reassembling -= whole.buf.capacity();
+        self.recount(name);
         self.on_reassembled(name, link, &whole.buf, now)
+    }
+
+    /// Forgets a partial message and what it held.
+    fn drop_partial(&mut self, name: &NodeName, transfer_id: u64) {
+        if let Some(p) = self.peers.get_mut(name) {
+            if let Some(old) = p.reassembly.remove(transfer_id) {
+                self.reassembling -= old.buf.capacity();
+            }
+        }
+        self.recount(name);
+    }
+
+    /// A message that cannot grow within the peer's share: dropped, and a
+    /// request's caller told so.
+    fn refuse_partial(&mut self, name: &NodeName, transfer_id: u64, growth: usize) {
+        let refused = self
+            .peers
+            .get(name)
+            .and_then(|p| p.reassembly.partials.get(&transfer_id))
+            .map(|p| (p.request_id, p.link));
+        self.drop_partial(name, transfer_id);
+        self.stats.reassembly_refused += 1;
+        self.refused_for_memory(name, "a large message", growth);
+        if let Some((Some(request_id), link)) = refused {
+            let reply = Message::Reply(Reply {
+                request_id,
+                status: ReplyStatus::Overloaded,
+                payload: b"no memory for a message this large",
+            });
+            self.send(name, link, &reply, Purpose::Control);
+        }
     }
 
     /// A complete message: handled as if it had arrived in one frame.
@@ -172,13 +257,34 @@ impl<C: Clone> Mesh<C> {
         let Some(before) = now.checked_sub(self.cfg.timers.lost_timeout) else {
             return;
         };
+        let mut touched = Vec::new();
         for peer in self.peers.values_mut() {
             if peer.reassembly.is_empty() {
                 continue;
             }
             let (released, dropped) = peer.reassembly.expire(before);
-            self.reassembling -= released;
-            self.stats.fragments_dropped += dropped;
+            if dropped > 0 {
+                self.reassembling -= released;
+                self.stats.fragments_dropped += dropped;
+                touched.push(peer.name.clone());
+            }
         }
+        for name in touched {
+            self.recount(&name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grown;
+
+    #[test]
+    fn buffers_double_up_to_the_total() {
+        assert_eq!(grown(0, 0, 4096, 1 << 20), 4096);
+        assert_eq!(grown(4096, 4096, 4096, 1 << 20), 8192);
+        assert_eq!(grown(8192, 4096, 4096, 1 << 20), 8192);
+        assert_eq!(grown(1 << 19, 1 << 19, 4096, 600_000), 600_000);
+        assert_eq!(grown(0, 0, 10, 10), 10);
     }
 }

@@ -53,6 +53,7 @@ impl<C: Clone> Mesh<C> {
         }
         self.part_from(peer, PartReason::Disconnect, LostReason::Disconnected, now);
         self.peers.remove(peer);
+        self.recount(peer);
         self.generation += 1;
         true
     }
@@ -314,6 +315,8 @@ impl<C: Clone> Mesh<C> {
         if peer.session.is_none() {
             self.begin_session(name, incarnation, now);
         }
+        // Messages that waited for this link can leave now.
+        self.pump(name, Link::Outbound, now);
     }
 
     /// A REJECT arrived on our DEALER to `name`.
@@ -392,6 +395,7 @@ impl<C: Clone> Mesh<C> {
             self.fail_attempt(name, now);
         } else {
             self.peers.remove(name);
+            self.recount(name);
         }
     }
 
@@ -437,11 +441,13 @@ impl<C: Clone> Mesh<C> {
         let now_epochs = peer.epochs;
         let mut abandoned = Vec::new();
         for link in [Link::Outbound, Link::Inbound] {
-            abandoned.extend(peer.lanes[link.index()].reset(now_epochs[link.index()], now));
+            let lane = &mut peer.lanes[link.index()];
+            abandoned.extend(lane.reset(now_epochs[link.index()], true, now));
         }
         let released = peer.reassembly.clear();
         self.reassembling -= released;
         drop(abandoned);
+        self.recount(name);
         let failed = self.calls.fail_peer(name, &CallError::PeerLost(reason));
         self.push_resolved(failed);
         self.end_streams(name, reason);

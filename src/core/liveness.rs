@@ -28,6 +28,7 @@ impl<C: Clone> Mesh<C> {
         }
         let expired = self.calls.expire(now);
         self.push_resolved(expired);
+        self.retry_blocked(now);
         self.tick(now);
     }
 
@@ -104,6 +105,7 @@ impl<C: Clone> Mesh<C> {
         };
         if peer.outbound.is_none() && peer.session.is_none() {
             self.peers.remove(name);
+            self.recount(name);
             self.generation += 1;
             return;
         }
@@ -133,21 +135,28 @@ impl<C: Clone> Mesh<C> {
         }
     }
 
-    /// The shell could not hand a frame to its socket.
+    /// The shell could not hand a frame to its socket. `frame` is the frame
+    /// itself when the shell got it back, so that a windowed one refused
+    /// for a full queue can be offered again instead of being lost.
     pub fn handle_send_failed(
         &mut self,
         peer: &NodeName,
         link: Link,
         purpose: Purpose,
         failure: super::SendFailure,
+        frame: Option<Vec<u8>>,
         now: Instant,
     ) {
-        let _ = now;
         self.stats.send_failures += 1;
         let queue_full = failure == super::SendFailure::QueueFull;
-        match purpose {
-            Purpose::Control => {}
-            Purpose::Request(id) => {
+        match (purpose, frame) {
+            (Purpose::Request(_) | Purpose::Reply | Purpose::Message, Some(frame))
+                if queue_full =>
+            {
+                self.requeue(peer, link, frame, purpose, now);
+            }
+            (Purpose::Control | Purpose::Reply | Purpose::Message, _) => {}
+            (Purpose::Request(id), _) => {
                 let error = if queue_full {
                     crate::error::CallError::Overloaded(crate::error::Side::Local)
                 } else {
@@ -157,22 +166,18 @@ impl<C: Clone> Mesh<C> {
                     self.push_resolved(vec![r]);
                 }
             }
-            Purpose::Stream(id) => self.stream_send_failed(id, queue_full),
-            Purpose::Transfer(id) => {
+            (Purpose::Stream(id), _) => self.stream_send_failed(id, queue_full),
+            (Purpose::Transfer(id), _) => {
                 // The rest of the message is useless without this piece.
                 let lane = self.peers.get_mut(peer).map(|p| &mut p.lanes[link.index()]);
-                if let Some(t) = lane.and_then(|l| {
-                    let t = l.transfers.remove(&id)?;
-                    l.transfer_bytes -= t.frame.len() - t.offset;
-                    Some(t)
-                }) {
+                if let Some(t) = lane.and_then(|l| l.remove_transfer(id)) {
                     self.abandon_transfer(peer, t);
                 }
+                self.recount(peer);
             }
         }
         // A vanished ROUTER connection is not a dead link yet: the peer's
         // DEALER reconnects by itself, and if it does not, the link's silence
         // timer ends the session like any other.
-        let _ = link;
     }
 }

@@ -10,9 +10,10 @@ use super::access::AccessState;
 use super::calls::{CallTable, Outcome, Resolved};
 use super::config::MeshConfig;
 use super::events::PeerEvent;
+use super::memory::Memory;
 use super::peer::{Link, Peer, PeerInfo, PeerState};
 use super::rng::Rng;
-use super::stats::NodeStats;
+use super::stats::{NodeStats, PeerStats};
 use super::stream::StreamId;
 use super::streams::{IncomingStream, StreamSignal, Streams};
 use crate::protocol::{self, Envelope, Message, NodeName, RejectCode, ReplyStatus, Security};
@@ -82,10 +83,14 @@ pub struct Delivery {
 /// What a transmitted frame is for, so that a failed send reaches the right owner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Purpose {
-    /// Protocol housekeeping: nobody waits for it.
+    /// Protocol housekeeping: nobody waits for it, and it is not windowed.
     Control,
-    /// The REQUEST of call `id`.
+    /// The REQUEST of call `id` (windowed).
     Request(u64),
+    /// A REPLY (windowed).
+    Reply,
+    /// A CAST or an OPEN (windowed).
+    Message,
     /// A DATA frame of a stream.
     Stream(StreamId),
     /// A FRAGMENT of transfer `id`.
@@ -150,6 +155,7 @@ impl Job {
     /// The report that this job ended with `outcome`.
     pub fn done(self, outcome: JobOutcome) -> JobDone {
         JobDone {
+            held: super::dispatch::job_cost(&self.method, &self.args),
             peer: self.peer,
             incarnation: self.incarnation,
             link: self.link,
@@ -172,6 +178,8 @@ pub struct JobDone {
     pub request_id: Option<u64>,
     /// How it ended.
     pub outcome: JobOutcome,
+    /// The bytes the job held against its peer's memory (see [`Job::done`]).
+    pub held: usize,
 }
 
 /// How a job ended.
@@ -214,11 +222,15 @@ pub struct Mesh<C> {
     pub(super) not_joined_window: (Instant, u32),
     pub(super) access: AccessState,
     pub(super) streams: Streams,
-    /// Bytes reserved by messages under reassembly, from all peers.
+    /// Bytes held by messages under reassembly, from all peers.
     pub(super) reassembling: usize,
+    /// What each peer makes this node hold.
+    pub(super) memory: Memory,
     pub(super) next_transfer_id: u64,
     /// When the periodic bulk and stream timers run next, if anything needs them.
     pub(super) next_tick: Option<Instant>,
+    /// When lanes blocked by a full socket queue are offered their frames again.
+    pub(super) retry_at: Option<Instant>,
 }
 
 impl<C: Clone> Mesh<C> {
@@ -241,8 +253,10 @@ impl<C: Clone> Mesh<C> {
             access,
             streams: Streams::default(),
             reassembling: 0,
+            memory: Memory::default(),
             next_transfer_id: 1,
             next_tick: None,
+            retry_at: None,
         }
     }
 
@@ -285,6 +299,7 @@ impl<C: Clone> Mesh<C> {
             .chain(self.calls.next_deadline())
             .chain(self.streams.next_deadline())
             .chain(self.next_tick)
+            .chain(self.retry_at)
             .min()
     }
 
@@ -547,9 +562,11 @@ impl<C: Clone> Mesh<C> {
         self.transmit(peer, link, frame, purpose);
     }
 
-    /// Sends an encoded REQUEST, REPLY, CAST or OPEN: in one frame if it fits
-    /// in a chunk, else as a transfer in FRAGMENTs. Returns `false` when the
-    /// transfer could not be queued (too many bytes already waiting).
+    /// Sends an encoded REQUEST, REPLY, CAST or OPEN: in one windowed frame
+    /// if it fits in a chunk, else as a transfer in FRAGMENTs. Returns
+    /// `false` when it could not be queued: what this node sends would pass
+    /// the peer's memory bound, or too many bytes of transfers wait already.
+    /// (A reply's admission is decided before, by its caller.)
     pub(super) fn send_message(
         &mut self,
         peer: &NodeName,
@@ -559,18 +576,23 @@ impl<C: Clone> Mesh<C> {
         now: Instant,
     ) -> bool {
         if frame.len() <= self.cfg.limits.chunk_size {
+            if purpose != Purpose::Reply && !self.admits_own(peer, frame.len()) {
+                self.refused_for_memory(peer, "a message", frame.len());
+                return false;
+            }
             let frame = Arc::try_unwrap(frame).unwrap_or_else(|shared| shared.to_vec());
-            self.transmit(peer, link, frame, purpose);
+            self.send_windowed(peer, link, frame, purpose, now);
             return true;
         }
         let request_id = match purpose {
             Purpose::Request(id) => Some(id),
             _ => None,
         };
-        self.start_transfer(peer, link, frame, request_id, now)
+        let charged = purpose == Purpose::Reply;
+        self.start_transfer(peer, link, frame, request_id, charged, now)
     }
 
-    /// Queues one frame for the socket.
+    /// Queues one frame for the socket, outside any window (control frames).
     pub(super) fn transmit(
         &mut self,
         peer: &NodeName,
@@ -578,17 +600,13 @@ impl<C: Clone> Mesh<C> {
         frame: Vec<u8>,
         purpose: Purpose,
     ) {
-        self.stats.frames_out += 1;
-        if let Some(p) = self.peers.get_mut(peer) {
-            p.stats.messages_out += 1;
-            p.stats.bytes_out += frame.len() as u64;
-        }
-        self.actions.push_back(Action::Transmit(Transmit {
-            peer: peer.clone(),
-            link,
-            frame,
-            purpose,
-        }));
+        let mut none = PeerStats::default();
+        let peer_stats = match self.peers.get_mut(peer) {
+            Some(p) => &mut p.stats,
+            None => &mut none,
+        };
+        Outbox::new(&mut self.actions, &mut self.stats, peer_stats, peer, link)
+            .push(frame, purpose);
     }
 
     /// Something now needs the periodic tick (a stream, bytes in flight, a
@@ -628,6 +646,54 @@ impl<C: Clone> Mesh<C> {
                 outcome: r.outcome,
             });
         }
+    }
+}
+
+/// Frames on their way to one link of one peer, counted as they go: the
+/// one place where [`Action::Transmit`]s are made.
+pub(super) struct Outbox<'a, C> {
+    actions: &'a mut VecDeque<Action<C>>,
+    stats: &'a mut NodeStats,
+    peer_stats: &'a mut PeerStats,
+    peer: &'a NodeName,
+    link: Link,
+    count: usize,
+}
+
+impl<'a, C> Outbox<'a, C> {
+    pub(super) fn new(
+        actions: &'a mut VecDeque<Action<C>>,
+        stats: &'a mut NodeStats,
+        peer_stats: &'a mut PeerStats,
+        peer: &'a NodeName,
+        link: Link,
+    ) -> Self {
+        Outbox {
+            actions,
+            stats,
+            peer_stats,
+            peer,
+            link,
+            count: 0,
+        }
+    }
+
+    pub(super) fn push(&mut self, frame: Vec<u8>, purpose: Purpose) {
+        self.stats.frames_out += 1;
+        self.peer_stats.messages_out += 1;
+        self.peer_stats.bytes_out += frame.len() as u64;
+        self.count += 1;
+        self.actions.push_back(Action::Transmit(Transmit {
+            peer: self.peer.clone(),
+            link: self.link,
+            frame,
+            purpose,
+        }));
+    }
+
+    /// Frames pushed.
+    pub(super) fn count(&self) -> usize {
+        self.count
     }
 }
 

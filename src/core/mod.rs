@@ -11,14 +11,15 @@
 
 mod access;
 mod backoff;
-mod bulk;
 mod calls;
 mod config;
 mod dispatch;
 mod events;
 mod fragments;
 mod handshake;
+mod lane;
 mod liveness;
+mod memory;
 mod mesh;
 mod peer;
 mod rng;

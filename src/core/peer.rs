@@ -10,9 +10,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::bulk::Lane;
 use super::events::Rejection;
 use super::fragments::Reassembly;
+use super::lane::Lane;
 use super::stats::PeerStats;
 use crate::protocol::NodeName;
 
@@ -189,6 +189,13 @@ impl Peer {
             lanes: [Lane::new(now), Lane::new(now)],
             reassembly: Reassembly::default(),
         }
+    }
+
+    /// Bytes this peer's own structures make the node hold: messages to it
+    /// waiting or unacknowledged on its lanes, and its messages under
+    /// reassembly (see `memory.rs` for the rest).
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.lanes[0].held_bytes() + self.lanes[1].held_bytes() + self.reassembly.held()
     }
 
     /// The current epoch of `link` (see [`Peer::epochs`]).

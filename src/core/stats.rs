@@ -25,9 +25,11 @@ pub struct NodeStats {
     pub stale_incarnation: u64,
     /// Replies that matched no pending call (late, duplicated or forged).
     pub late_replies: u64,
-    /// Requests answered `Overloaded` because the handler queue was full.
+    /// Requests answered `Overloaded` because the handler queue was full,
+    /// or the peer's share of memory was spent.
     pub requests_refused: u64,
-    /// Casts dropped because the handler queue was full.
+    /// Casts dropped because the handler queue was full, or the peer's
+    /// share of memory (receiving) or its memory bound (sending) was spent.
     pub casts_dropped: u64,
     /// Copies of requests already received in the same session, dropped
     /// (a request runs at most once).
@@ -55,12 +57,22 @@ pub struct NodeStats {
     /// Pieces of large messages dropped (out of order, without a start, or
     /// of a message that stopped arriving).
     pub fragments_dropped: u64,
-    /// Large messages refused because the reassembly budget was spent.
+    /// Large messages refused because the peer's share of memory was spent.
     pub reassembly_refused: u64,
     /// Large messages not sent because too many bytes were already queued for the peer.
     pub transfers_refused: u64,
     /// Large messages abandoned halfway because their link broke.
     pub transfers_abandoned: u64,
+    /// Anything refused because it would have passed a peer's memory bound
+    /// or share (requests, casts, replies, large messages, streams; each
+    /// also counted under its own kind where it has one).
+    pub memory_refused: u64,
+    /// Replies replaced by an `Overloaded` answer because the peer's share
+    /// of memory could not hold them.
+    pub replies_refused: u64,
+    /// Requests that waited for room on their link and were not sent
+    /// because their caller had stopped waiting.
+    pub requests_withdrawn: u64,
 }
 
 /// Counters and measurements for one peer.

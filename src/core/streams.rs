@@ -13,8 +13,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use super::bulk::Source;
 use super::events::LostReason;
+use super::lane::Source;
 use super::mesh::{Action, Delivery, Mesh, Purpose};
 use super::peer::Link;
 use super::stream::{Accept, Phase, RecvSide, SendSide, Stream, StreamId};
@@ -64,6 +64,8 @@ pub(crate) struct Streams {
     deadlines: BTreeSet<(Instant, StreamId)>,
     /// Streams each peer opened here (for `max_streams_per_peer`).
     opened_by: HashMap<NodeName, usize>,
+    /// Streams with each peer, either way (each holds a receive window).
+    with_peer: HashMap<NodeName, usize>,
     next_id: u64,
     next_wire_id: u64,
 }
@@ -75,6 +77,11 @@ impl Streams {
 
     pub(crate) fn get_mut(&mut self, id: StreamId) -> Option<&mut Stream> {
         self.by_id.get_mut(&id)
+    }
+
+    /// Streams with `peer`, opened either way.
+    pub(crate) fn of_peer_count(&self, peer: &NodeName) -> usize {
+        self.with_peer.get(peer).copied().unwrap_or(0)
     }
 
     /// Streams `peer` opened here that are still live.
@@ -101,6 +108,7 @@ impl Streams {
         if !stream.opener {
             *self.opened_by.entry(stream.peer.clone()).or_insert(0) += 1;
         }
+        *self.with_peer.entry(stream.peer.clone()).or_insert(0) += 1;
         self.by_wire.insert(key, id);
         self.by_id.insert(id, stream);
         id
@@ -109,13 +117,9 @@ impl Streams {
     fn remove(&mut self, id: StreamId) -> Option<Stream> {
         let s = self.by_id.remove(&id)?;
         self.by_wire.remove(&(s.peer.clone(), s.opener, s.wire_id));
+        decrement(&mut self.with_peer, &s.peer);
         if !s.opener {
-            if let Some(n) = self.opened_by.get_mut(&s.peer) {
-                *n -= 1;
-                if *n == 0 {
-                    self.opened_by.remove(&s.peer);
-                }
-            }
+            decrement(&mut self.opened_by, &s.peer);
         }
         if let Phase::Opening { deadline } | Phase::Pending { deadline } = s.phase {
             self.deadlines.remove(&(deadline, id));
@@ -149,6 +153,16 @@ impl Streams {
 }
 
 /// The error a RESET from the peer means here.
+/// Counts one stream less for `peer`, forgetting peers with none.
+fn decrement(counts: &mut HashMap<NodeName, usize>, peer: &NodeName) {
+    if let Some(n) = counts.get_mut(peer) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(peer);
+        }
+    }
+}
+
 fn reset_error(code: ResetCode, detail: &str, service: &str) -> StreamError {
     match code {
         ResetCode::UnknownService => StreamError::UnknownService(service.to_string()),
@@ -205,6 +219,10 @@ impl<C: Clone> Mesh<C> {
         if self.streams.len() >= self.cfg.limits.max_streams {
             return Err(StreamError::Overloaded(Side::Local));
         }
+        if !self.admits(peer, self.cfg.limits.stream_window) {
+            self.refused_for_memory(peer, "a stream", self.cfg.limits.stream_window);
+            return Err(StreamError::Overloaded(Side::Local));
+        }
         let window = self.cfg.limits.stream_window as u64;
         self.streams.next_wire_id += 1;
         let wire_id = self.streams.next_wire_id;
@@ -222,6 +240,7 @@ impl<C: Clone> Mesh<C> {
             scheduled: false,
         };
         let id = self.streams.insert(stream);
+        self.recount(peer);
         self.need_tick(now);
         let open = Message::Open(Open {
             stream_id: wire_id,
@@ -231,8 +250,8 @@ impl<C: Clone> Mesh<C> {
             init,
         })
         .encode(self.cfg.incarnation);
-        if !self.send_message(peer, link, std::sync::Arc::new(open), Purpose::Control, now) {
-            self.streams.remove(id);
+        if !self.send_message(peer, link, std::sync::Arc::new(open), Purpose::Message, now) {
+            self.remove_stream(id);
             return Err(StreamError::Overloaded(Side::Local));
         }
         Ok(id)
@@ -374,6 +393,11 @@ impl<C: Clone> Mesh<C> {
                 "too many streams from this peer",
             );
         }
+        if !self.admits(name, self.cfg.limits.stream_window) {
+            self.stats.streams_refused += 1;
+            self.refused_for_memory(name, "a stream", self.cfg.limits.stream_window);
+            return refuse(self, ResetCode::Overloaded, "no memory for another stream");
+        }
         let window = self.cfg.limits.stream_window as u64;
         let mut send = SendSide::default();
         send.limit = u64::from(o.window);
@@ -393,6 +417,7 @@ impl<C: Clone> Mesh<C> {
             scheduled: false,
         };
         let id = self.streams.insert(stream);
+        self.recount(name);
         self.need_tick(now);
         self.actions
             .push_back(Action::IncomingStream(IncomingStream {
@@ -576,14 +601,21 @@ impl<C: Clone> Mesh<C> {
     fn release_if_done(&mut self, id: StreamId, now: Instant) {
         let _ = now;
         if self.streams.get_mut(id).is_some_and(|s| s.done()) {
-            self.streams.remove(id);
+            self.remove_stream(id);
             self.signal(id, StreamSignal::Released);
         }
     }
 
+    /// Forgets stream `id`, and the receive window it held for its peer.
+    fn remove_stream(&mut self, id: StreamId) -> Option<Stream> {
+        let s = self.streams.remove(id)?;
+        self.recount(&s.peer);
+        Some(s)
+    }
+
     /// Ends stream `id` here with `error`, without telling the peer.
     pub(super) fn fail_stream(&mut self, id: StreamId, error: StreamError) {
-        if self.streams.remove(id).is_some() {
+        if self.remove_stream(id).is_some() {
             self.signal(id, StreamSignal::Failed(error));
             self.signal(id, StreamSignal::Released);
         }
@@ -599,7 +631,7 @@ impl<C: Clone> Mesh<C> {
         detail: &str,
         error: Option<StreamError>,
     ) {
-        let Some(s) = self.streams.remove(id) else {
+        let Some(s) = self.remove_stream(id) else {
             return;
         };
         let reset = Message::Reset(Reset {

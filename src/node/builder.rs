@@ -195,6 +195,35 @@ impl NodeBuilder {
         self
     }
 
+    /// Most bytes one peer can make this node hold (default 256 MiB): its
+    /// requests and casts until their handlers finish, replies and other
+    /// messages waiting for it or not yet acknowledged, its large messages
+    /// under reassembly, the receive windows of streams with it. What would
+    /// pass it is refused as `Overloaded`. At least `max_message_size`.
+    pub fn max_peer_memory(mut self, bytes: usize) -> Self {
+        self.limits.max_peer_memory = bytes;
+        self
+    }
+
+    /// Most bytes all peers together can make this node hold (default
+    /// 1 GiB). Half is shared first come, first served; the other half is
+    /// split evenly among the peers in session, so no peer, or group of
+    /// peers, can take everything: each can always hold
+    /// `max_memory / (2 × peers in session)`.
+    pub fn max_memory(mut self, bytes: usize) -> Self {
+        self.limits.max_memory = bytes;
+        self
+    }
+
+    /// Bytes of calls, replies and casts in flight on one link (default
+    /// 4 MiB): sent and not yet acknowledged by the peer. More wait in the
+    /// node, counted against the peer's memory. A link carries at most this
+    /// divided by the round trip of messages per second.
+    pub fn message_window(mut self, bytes: usize) -> Self {
+        self.limits.message_window = bytes;
+        self
+    }
+
     /// Most calls awaiting replies at once (default 100 000).
     pub fn max_pending_calls(mut self, calls: usize) -> Self {
         self.limits.max_pending_calls = calls;
@@ -352,13 +381,14 @@ impl NodeBuilder {
         if l.link_window < l.chunk_size {
             return bad("the link window must be at least one chunk");
         }
-        if l.max_streams == 0
-            || l.max_streams_per_peer == 0
-            || l.max_reassembly < l.max_message_size
-        {
-            return bad(
-                "max_streams and max_streams_per_peer must be non-zero and the reassembly budget at least one message",
-            );
+        if l.max_streams == 0 || l.max_streams_per_peer == 0 {
+            return bad("max_streams and max_streams_per_peer must be non-zero");
+        }
+        if l.max_peer_memory < l.max_message_size || l.max_memory < l.max_peer_memory {
+            return bad("memory bounds need max_message_size <= max_peer_memory <= max_memory");
+        }
+        if l.message_window < l.chunk_size || l.message_window_count == 0 {
+            return bad("the message window must be at least one chunk and one message");
         }
         if self.faults.as_ref().is_some_and(|p| !p.is_valid()) {
             return bad("fault fractions must be within 0.0..=1.0");
@@ -437,7 +467,15 @@ impl NodeBuilder {
             access: self.access.clone(),
             allowed_keys,
             timers: self.timers.clone(),
-            limits: self.limits.clone(),
+            limits: Limits {
+                // Never more messages in flight than fit in a socket's queue
+                // with room to spare: a computed reply must never meet a full one.
+                message_window_count: match self.high_water_mark {
+                    0 => self.limits.message_window_count,
+                    hwm => (hwm as usize / 4).clamp(1, self.limits.message_window_count),
+                },
+                ..self.limits.clone()
+            },
             seed: random_u64(),
         };
         let mesh = Mesh::new(cfg, Instant::now());

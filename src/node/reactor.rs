@@ -630,47 +630,52 @@ impl Reactor {
     }
 
     fn send_now(&mut self, t: Transmit) {
-        let result = match t.link {
-            Link::Outbound => match self.dealers.get(&t.peer) {
+        let Transmit {
+            peer,
+            link,
+            frame,
+            purpose,
+        } = t;
+        // On failure, the error and the frame (given back to the core,
+        // which may offer it again).
+        let result: Result<(), (Option<crate::zmq::Error>, Vec<u8>)> = match link {
+            Link::Outbound => match self.dealers.get(&peer) {
                 Some(dealer) => dealer
                     .socket
-                    .send_msg(Message::from_vec(t.frame), SendFlags::DONTWAIT)
-                    .map_err(|(e, _)| e),
-                None => {
-                    let now = Instant::now();
-                    self.mesh.handle_send_failed(
-                        &t.peer,
-                        t.link,
-                        t.purpose,
-                        SendFailure::Unreachable,
-                        now,
-                    );
-                    return;
-                }
+                    .send_msg(Message::from_vec(frame), SendFlags::DONTWAIT)
+                    .map_err(|(e, msg)| (Some(e), msg.as_bytes().to_vec())),
+                None => Err((None, frame)),
             },
             Link::Inbound => {
                 let router = &self.router.socket;
-                router
-                    .send(
-                        t.peer.as_str().as_bytes(),
-                        SendFlags::MORE | SendFlags::DONTWAIT,
-                    )
-                    .and_then(|()| {
-                        router
-                            .send_msg(Message::from_vec(t.frame), SendFlags::DONTWAIT)
-                            .map_err(|(e, _)| e)
-                    })
+                match router.send(
+                    peer.as_str().as_bytes(),
+                    SendFlags::MORE | SendFlags::DONTWAIT,
+                ) {
+                    Ok(()) => router
+                        .send_msg(Message::from_vec(frame), SendFlags::DONTWAIT)
+                        .map_err(|(e, msg)| (Some(e), msg.as_bytes().to_vec())),
+                    Err(e) => Err((Some(e), frame)),
+                }
             }
         };
-        if let Err(e) = result {
-            let failure = if e.is_again() {
-                SendFailure::QueueFull
-            } else {
-                SendFailure::Unreachable
+        if let Err((error, frame)) = result {
+            let failure = match error {
+                Some(e) if e.is_again() => SendFailure::QueueFull,
+                _ => SendFailure::Unreachable,
             };
-            log::debug!("send to {} over {:?} failed: {e}", t.peer, t.link);
-            self.mesh
-                .handle_send_failed(&t.peer, t.link, t.purpose, failure, Instant::now());
+            match error {
+                Some(e) => log::debug!("send to {peer} over {link:?} failed: {e}"),
+                None => log::debug!("send to {peer} over {link:?} failed: no DEALER"),
+            }
+            self.mesh.handle_send_failed(
+                &peer,
+                link,
+                purpose,
+                failure,
+                Some(frame),
+                Instant::now(),
+            );
         }
     }
 

@@ -432,3 +432,27 @@ pub fn write_data_header(
     header[18 + 1..DATA_HEADER_LEN].copy_from_slice(&offset.to_be_bytes());
     true
 }
+
+/// Rewrites the `timeout_ms` of an encoded REQUEST, for one that waited
+/// before it could leave. Returns `false` (and writes nothing) if `frame`
+/// is not a REQUEST.
+pub fn set_request_timeout(frame: &mut [u8], timeout_ms: u32) -> bool {
+    if frame.get(1) != Some(&REQUEST) {
+        return false;
+    }
+    let Some(field) = frame.get_mut(HEADER_LEN + 8..HEADER_LEN + 12) else {
+        return false;
+    };
+    field.copy_from_slice(&timeout_ms.to_be_bytes());
+    true
+}
+
+/// The request id of an encoded REQUEST from its first bytes (enough of it
+/// to read the id, as in the first piece of a fragmented one).
+pub fn request_id_of(start: &[u8]) -> Option<u64> {
+    if start.first() != Some(&WIRE_VERSION) || start.get(1) != Some(&REQUEST) {
+        return None;
+    }
+    let id = start.get(HEADER_LEN..HEADER_LEN + 8)?;
+    Some(u64::from_be_bytes(id.try_into().ok()?))
+}

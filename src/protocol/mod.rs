@@ -10,7 +10,7 @@ mod codec;
 mod message;
 mod name;
 
-pub use codec::{DecodeError, decode, write_data_header};
+pub use codec::{DecodeError, decode, request_id_of, set_request_timeout, write_data_header};
 pub use message::{
     Cast, Data, Envelope, Fragment, Join, Message, Open, PartReason, Reject, RejectCode, Reply,
     ReplyStatus, Request, Reset, ResetCode, Security, Status, Welcome,

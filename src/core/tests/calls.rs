@@ -179,27 +179,64 @@ fn a_reply_whose_session_ended_is_not_sent() {
     assert_eq!(sim.count_sent("b", "REPLY"), 0);
 }
 
-#[test]
-fn a_failed_send_fails_its_call_entry_at_once() {
-    let mut sim = mesh();
-    sim.node("b").auto_reply = false;
-    sim.call("a", &["b"], 1, ms(1000));
-    let now = sim.now;
-    // The shell reports the DEALER queue was full.
-    let t = loop {
+/// The REQUEST of a call `a` just made, taken from its actions before the
+/// simulated network sees it.
+fn take_request(sim: &mut Sim) -> Transmit {
+    loop {
         match sim.mesh("a").poll_action() {
             Some(Action::Transmit(t)) if matches!(t.purpose, Purpose::Request(_)) => break t,
             Some(_) => continue,
             None => panic!("no REQUEST transmitted"),
         }
-    };
-    sim.mesh("a")
-        .handle_send_failed(&t.peer, t.link, t.purpose, SendFailure::QueueFull, now);
+    }
+}
+
+#[test]
+fn a_failed_send_that_loses_its_frame_fails_its_call_entry_at_once() {
+    let mut sim = mesh();
+    sim.node("b").auto_reply = false;
+    sim.call("a", &["b"], 1, ms(1000));
+    let now = sim.now;
+    // The shell reports the DEALER queue was full, without the frame.
+    let t = take_request(&mut sim);
+    sim.mesh("a").handle_send_failed(
+        &t.peer,
+        t.link,
+        t.purpose,
+        SendFailure::QueueFull,
+        None,
+        now,
+    );
     sim.settle();
     assert_eq!(
         sim.results("a", 1),
         [(0, Err(CallError::Overloaded(Side::Local)))]
     );
+}
+
+#[test]
+fn a_request_refused_by_a_full_queue_is_offered_again() {
+    let mut sim = mesh();
+    sim.call("a", &["b"], 1, ms(1000));
+    let now = sim.now;
+    let t = take_request(&mut sim);
+    let frame = Some(t.frame.clone());
+    sim.mesh("a").handle_send_failed(
+        &t.peer,
+        t.link,
+        t.purpose,
+        SendFailure::QueueFull,
+        frame,
+        now,
+    );
+    sim.settle();
+    assert!(sim.results("a", 1).is_empty(), "still waiting");
+    // The lane waits a moment, then the same request leaves and is answered.
+    sim.advance(ms(9));
+    assert!(sim.results("a", 1).is_empty());
+    sim.advance(ms(1));
+    assert_eq!(sim.results("a", 1).len(), 1);
+    assert!(sim.results("a", 1)[0].1.is_ok());
 }
 
 #[test]

@@ -391,6 +391,7 @@ fn a_session_whose_link_vanished_is_still_lost_by_silence() {
         Link::Inbound,
         Purpose::Control,
         SendFailure::Unreachable,
+        None,
         now,
     );
     sim.node("b").up = false;

@@ -5,9 +5,9 @@ use crate::core::*;
 use crate::error::StreamError;
 use crate::protocol::{Fragment, Message, ResetCode};
 
-const CHUNK: usize = 1000;
-const WINDOW: usize = 4000;
-const LINK_WINDOW: usize = 3000;
+const CHUNK: usize = 4096;
+const WINDOW: usize = 16_384;
+const LINK_WINDOW: usize = 12_288;
 
 /// a dials b, with small chunks and windows so a few frames exercise them.
 fn pair() -> Sim {
@@ -467,31 +467,47 @@ fn fragment(id: u64, total: u64, offset: u64, payload: &[u8], incarnation: u64) 
 fn reassembly_refuses_oversized_gapped_and_over_budget_messages() {
     let mut sim = pair();
     let a_inc = sim.mesh("a").incarnation();
-    sim.mesh("b").cfg.limits.max_message_size = 100_000;
-    sim.mesh("b").cfg.limits.max_reassembly = 150_000;
+    let limits = &mut sim.mesh("b").cfg.limits;
+    limits.max_message_size = 100_000;
+    limits.max_peer_memory = 150_000;
     let inject = |sim: &mut Sim, frame: Vec<u8>| {
         let now = sim.now;
         sim.mesh("b")
             .handle_inbound(Origin::Router { user_id: None }, &[b"a", &frame], 2, now);
     };
+    let piece = [0; 4096];
     // Declares more than the maximum message size.
     inject(&mut sim, fragment(1, 200_000, 0, b"x", a_inc));
     assert_eq!(sim.mesh("b").stats().oversized, 1);
     // A piece out of place drops the message.
-    inject(&mut sim, fragment(2, 50_000, 0, &[0; 100], a_inc));
-    inject(&mut sim, fragment(2, 50_000, 200, &[0; 100], a_inc));
+    inject(&mut sim, fragment(2, 50_000, 0, &piece, a_inc));
+    inject(&mut sim, fragment(2, 50_000, 8192, &piece, a_inc));
     assert_eq!(sim.mesh("b").stats().fragments_dropped, 1);
     // A piece without a start is dropped.
-    inject(&mut sim, fragment(3, 50_000, 100, &[0; 100], a_inc));
+    inject(&mut sim, fragment(3, 50_000, 4096, &piece, a_inc));
     assert_eq!(sim.mesh("b").stats().fragments_dropped, 2);
-    // Two messages of 80 000 bytes do not fit a 150 000-byte budget.
-    inject(&mut sim, fragment(4, 80_000, 0, &[0; 100], a_inc));
-    inject(&mut sim, fragment(5, 80_000, 0, &[0; 100], a_inc));
-    assert_eq!(sim.mesh("b").stats().reassembly_refused, 1);
-    assert_eq!(sim.mesh("b").reassembling, 80_000);
+    // A piece that is not the last must carry at least 4 KiB.
+    inject(&mut sim, fragment(4, 50_000, 0, &[0; 100], a_inc));
+    assert_eq!(sim.mesh("b").stats().fragments_dropped, 3);
+    assert_eq!(sim.mesh("b").reassembling, 0);
+    // Declared sizes hold nothing: what holds memory is what arrived.
+    for id in 10..20 {
+        inject(&mut sim, fragment(id, 100_000, 0, &piece, a_inc));
+    }
+    assert_eq!(sim.mesh("b").reassembling, 10 * 4096);
+    assert_eq!(sim.mesh("b").stats().reassembly_refused, 0);
+    // Growing them past the peer's 150 000 bytes is refused.
+    for id in 10..20 {
+        inject(&mut sim, fragment(id, 100_000, 4096, &[1; 12_288], a_inc));
+    }
+    assert!(sim.mesh("b").stats().reassembly_refused > 0);
+    assert!(sim.mesh("b").memory_held() <= 150_000);
+    let (held, counted) = sim.mesh("b").memory_audit();
+    assert_eq!(held, counted);
     // A message that stops arriving is dropped after the lost timeout.
     sim.advance(ms(6000));
     assert_eq!(sim.mesh("b").reassembling, 0);
+    assert_eq!(sim.mesh("b").memory_held(), 0);
     // The session is intact.
     assert!(sim.active("b", "a"));
 }
