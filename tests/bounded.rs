@@ -109,24 +109,12 @@ fn victim_process() {
         .expect("victim starts");
     node.register("echo", |_c, data: serde_bytes::ByteBuf| Ok(data))
         .unwrap();
-    println!("READY {}", node.endpoint().unwrap());
-    // Serve until the parent closes our standard input (or kills us).
-    let _ = std::io::Read::read(&mut std::io::stdin(), &mut [0u8; 1]);
+    serve_as_child(&node);
 }
 
 /// What the victim may hold for all peers, and for one.
 const MAX_MEMORY: usize = 64 << 20;
 const MAX_PEER_MEMORY: usize = 16 << 20;
-
-/// Resident memory of process `pid`, in bytes.
-fn rss_of(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
 
 /// Ten joined peers each send 3 000 echo calls of 120 KiB and never read a
 /// reply. Without a bound in bytes the node held every reply (up to the
@@ -135,38 +123,14 @@ fn rss_of(pid: u32) -> u64 {
 /// and a well-behaved peer's calls keep working throughout.
 #[test]
 fn ten_peers_that_never_read_cannot_grow_a_node_past_its_bound() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "victim_process",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(VICTIM_ENV, "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the test binary can run itself");
-    let pid = child.id();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("READY ") {
-                let _ = tx.send(line[at + 6..].trim().to_string());
-            }
-        }
-    });
-    let endpoint: String = rx.recv_timeout(PATIENCE).expect("the victim is ready");
+    let child = Child::spawn("victim_process", VICTIM_ENV, "1");
+    let endpoint = child.endpoint.clone();
     let friend = node("friend");
     friend.connect("victim", &endpoint).unwrap();
     friend.wait_for_peer("victim", PATIENCE).unwrap();
     let small = serde_bytes::ByteBuf::from(vec![1u8; 64]);
     let _: serde_bytes::ByteBuf = friend.call_one("victim", "echo", &small, PATIENCE).unwrap();
-    let rss_idle = rss_of(pid);
+    let rss_idle = child.rss();
 
     let args = raw::msgpack_bin(&vec![7u8; 120 * 1024]);
     let stop = std::time::Instant::now() + Duration::from_secs(60);
@@ -204,13 +168,13 @@ fn ten_peers_that_never_read_cannot_grow_a_node_past_its_bound() {
             friend.call_one("victim", "echo", &small, PATIENCE).unwrap();
         assert_eq!(reply, small);
         friend_calls += 1;
-        peak = peak.max(rss_of(pid));
+        peak = peak.max(child.rss());
         assert!(std::time::Instant::now() < stop, "the attack did not end");
     }
     let held: Vec<_> = attackers.into_iter().map(|a| a.join().unwrap()).collect();
     for _ in 0..20 {
         let _: serde_bytes::ByteBuf = friend.call_one("victim", "echo", &small, PATIENCE).unwrap();
-        peak = peak.max(rss_of(pid));
+        peak = peak.max(child.rss());
     }
     let sent: u64 = held.iter().map(|h| h.2).sum();
     let growth = peak.saturating_sub(rss_idle);
@@ -227,8 +191,6 @@ fn ten_peers_that_never_read_cannot_grow_a_node_past_its_bound() {
         growth >> 20
     );
     drop(held);
-    drop(child.stdin.take());
-    let _ = child.wait();
 }
 
 /// What a node may hold beyond its budget: the socket library's own

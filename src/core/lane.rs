@@ -124,6 +124,13 @@ pub(crate) struct Lane {
     pub blocked_until: Option<Instant>,
 }
 
+/// The message window in bytes: `message_window`, but never more than a
+/// quarter of what the peer may be made to hold, since unacknowledged
+/// messages count against it.
+fn message_window(limits: &Limits) -> u64 {
+    limits.message_window.min(limits.max_peer_memory / 4) as u64
+}
+
 impl Lane {
     pub(crate) fn new(now: Instant) -> Self {
         Lane {
@@ -160,7 +167,7 @@ impl Lane {
 
     /// Whether the message window has room for one more message.
     fn message_room(&self, limits: &Limits) -> bool {
-        self.message_bytes_in_flight() < limits.message_window as u64
+        self.message_bytes_in_flight() < message_window(limits)
             && self.sent.messages - self.acked.messages < limits.message_window_count as u64
     }
 
@@ -225,7 +232,8 @@ impl Lane {
         let quarter = |window: usize| (window as u64 / 4).max(1);
         sent.bytes > marked.bytes
             && (sent.bulk - marked.bulk >= quarter(limits.link_window)
-                || sent.message_bytes() - marked.message_bytes() >= quarter(limits.message_window)
+                || sent.message_bytes() - marked.message_bytes()
+                    >= quarter(message_window(limits) as usize)
                 || sent.messages - marked.messages >= quarter(limits.message_window_count)
                 || self.bulk_in_flight() >= limits.link_window as u64
                 || !self.message_room(limits))
@@ -349,8 +357,13 @@ impl<C: Clone> Mesh<C> {
 
     /// Sends what the windows of `link` to `peer` have room for: waiting
     /// messages first, then bulk frames, one chunk from each ready source in
-    /// turn; then a MARK if one is due.
+    /// turn; then a MARK if one is due. Counts the peer's memory again.
     pub(super) fn pump(&mut self, peer: &NodeName, link: Link, now: Instant) {
+        self.pump_lane(peer, link, now);
+        self.recount(peer);
+    }
+
+    fn pump_lane(&mut self, peer: &NodeName, link: Link, now: Instant) {
         self.sync_lane(peer, link, now);
         let incarnation = self.cfg.incarnation;
         let Mesh {
@@ -472,7 +485,6 @@ impl<C: Clone> Mesh<C> {
             self.signal(id, StreamSignal::Sent(bytes));
             self.after_send(id, now);
         }
-        self.recount(peer);
     }
 
     /// A MARK: everything sent before it on this link has arrived or is lost.

@@ -139,6 +139,11 @@ impl<C: Clone> Mesh<C> {
         self.memory.total()
     }
 
+    /// Bytes held for `peer`.
+    pub fn peer_memory(&self, peer: &NodeName) -> usize {
+        self.memory.held(peer)
+    }
+
     /// Test support: what [`Memory`] says against a count from scratch.
     #[cfg(test)]
     pub(crate) fn memory_audit(&self) -> (usize, usize) {

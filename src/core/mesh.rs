@@ -320,12 +320,19 @@ impl<C: Clone> Mesh<C> {
 
     /// A snapshot of one peer.
     pub fn peer_info(&self, name: &str) -> Option<PeerInfo> {
-        self.peers.get(name).map(Peer::info)
+        self.peers.get(name).map(|p| self.info(p))
+    }
+
+    fn info(&self, peer: &Peer) -> PeerInfo {
+        PeerInfo {
+            memory: self.memory.held(&peer.name),
+            ..peer.info()
+        }
     }
 
     /// Snapshots of every peer, sorted by name.
     pub fn peer_infos(&self) -> Vec<PeerInfo> {
-        let mut all: Vec<PeerInfo> = self.peers.values().map(Peer::info).collect();
+        let mut all: Vec<PeerInfo> = self.peers.values().map(|p| self.info(p)).collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }

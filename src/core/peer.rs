@@ -68,6 +68,10 @@ pub struct PeerInfo {
     pub last_rejection: Option<Rejection>,
     /// Counters.
     pub stats: PeerStats,
+    /// Bytes this node holds for the peer right now: its requests in
+    /// handlers, messages to it not yet acknowledged, its messages under
+    /// reassembly, stream windows (see [`Limits::max_peer_memory`](crate::Limits)).
+    pub memory: usize,
 }
 
 /// The session with one incarnation of the peer.
@@ -319,6 +323,7 @@ impl Peer {
             failed_attempts: self.outbound.as_ref().map_or(0, |o| o.failures),
             last_rejection: self.last_rejection.clone(),
             stats: self.stats,
+            memory: 0,
         }
     }
 }

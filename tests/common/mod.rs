@@ -105,6 +105,71 @@ pub fn wait_for_baseline(threads: usize, fds: usize) {
     }
 }
 
+/// A copy of this test binary running one test as a child process, killed
+/// when dropped. The child reports "READY <endpoint>" on its standard output.
+pub struct Child {
+    pub process: std::process::Child,
+    pub endpoint: String,
+}
+
+impl Child {
+    /// Runs test `test` of this binary with `env` set to `value`, and waits
+    /// for its endpoint.
+    pub fn spawn(test: &str, env: &str, value: &str) -> Child {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let mut process = Command::new(std::env::current_exe().unwrap())
+            .args([test, "--exact", "--nocapture", "--test-threads=1"])
+            .env(env, value)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the test binary can run itself");
+        let stdout = process.stdout.take().unwrap();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                // The harness prints "test <name> ... " without a newline first.
+                if let Some(at) = line.find("READY ") {
+                    let _ = tx.send(line[at + 6..].trim().to_string());
+                }
+            }
+        });
+        let mut child = Child {
+            process,
+            endpoint: String::new(),
+        };
+        child.endpoint = rx.recv_timeout(PATIENCE).expect("the child is ready");
+        child
+    }
+
+    /// The child's resident memory, in bytes.
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// In a child started by [`Child::spawn`]: says where it listens, then
+/// serves until the parent goes away (closes our standard input).
+pub fn serve_as_child(node: &Node) {
+    println!("READY {}", node.endpoint().unwrap());
+    let _ = std::io::Read::read(&mut std::io::stdin(), &mut [0u8; 1]);
+}
+
 /// FNV-1a, 64 bits: a checksum cheap enough for a quarter gigabyte.
 #[derive(Clone, Copy)]
 pub struct Fnv(pub u64);

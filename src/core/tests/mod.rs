@@ -4,6 +4,7 @@ mod access;
 mod calls;
 mod handshake;
 mod hostile;
+mod lanes;
 mod liveness;
 mod sim;
 mod streams;

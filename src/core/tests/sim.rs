@@ -40,6 +40,10 @@ pub struct Sim {
     pub nodes: BTreeMap<String, SimNode>,
     /// Directed pairs (from, to) whose frames are dropped.
     pub blocked: HashSet<(String, String)>,
+    /// Directed pairs (from, to) whose frames are held, in order, until
+    /// [`Sim::unstall`]: a receiver that does not read, not a lossy network.
+    pub stalled: HashSet<(String, String)>,
+    held: Vec<(String, Option<String>, Transmit)>,
     /// One-shot losses: the next frame of this kind sent by this node is dropped.
     pub lose: Vec<(String, String)>,
     /// Every frame delivered: sender, kind, length.
@@ -115,6 +119,8 @@ impl Sim {
             now: t0,
             nodes: BTreeMap::new(),
             blocked: HashSet::new(),
+            stalled: HashSet::new(),
+            held: Vec::new(),
             lose: Vec::new(),
             log: Vec::new(),
             consumed: BTreeMap::new(),
@@ -203,6 +209,27 @@ impl Sim {
         self.blocked.clear();
     }
 
+    /// `to` stops reading what `from` sends; nothing is lost.
+    pub fn stall(&mut self, from: &str, to: &str) {
+        self.stalled.insert((from.to_string(), to.to_string()));
+    }
+
+    /// Every stalled receiver reads what was held for it, in order.
+    pub fn unstall(&mut self) {
+        self.stalled.clear();
+        for (from, endpoint, t) in std::mem::take(&mut self.held) {
+            self.deliver(&from, endpoint, t);
+        }
+        self.settle();
+    }
+
+    /// A call of `method` with `args` from `from` to `to`.
+    pub fn call_with(&mut self, from: &str, to: &str, args: &[u8], call: Call, timeout: Duration) {
+        let now = self.now;
+        self.mesh(from)
+            .handle_call(&[name(to)], "echo", args, now + timeout, call, now);
+    }
+
     pub fn elapsed(&self) -> Duration {
         self.now - self.t0
     }
@@ -258,6 +285,12 @@ impl Sim {
                 self.deliver(&from, endpoint, t);
             }
             if !progress {
+                // What each node says it holds for its peers is what its
+                // structures hold: the memory count never drifts.
+                for (name, node) in &self.nodes {
+                    let (held, counted) = node.mesh.memory_audit();
+                    assert_eq!(held, counted, "{name}'s memory count drifted");
+                }
                 return;
             }
         }
@@ -266,6 +299,14 @@ impl Sim {
 
     fn deliver(&mut self, from: &str, endpoint: Option<String>, t: Transmit) {
         let now = self.now;
+        let to = match t.link {
+            Link::Outbound => endpoint.clone().unwrap_or_default(),
+            Link::Inbound => t.peer.to_string(),
+        };
+        if self.stalled.contains(&(from.to_string(), to)) {
+            self.held.push((from.to_string(), endpoint, t));
+            return;
+        }
         let kind = kind(&t.frame);
         if let Some(i) = self.lose.iter().position(|(f, k)| f == from && *k == kind) {
             self.lose.remove(i);
