@@ -147,6 +147,15 @@ impl<C: Clone> CallTable<C> {
             .collect()
     }
 
+    /// Forgets call `id` without settling its entries; whether it was pending.
+    pub(crate) fn cancel(&mut self, id: u64) -> bool {
+        let Some(group) = self.groups.remove(&id) else {
+            return false;
+        };
+        self.deadlines.remove(&(group.deadline, id));
+        true
+    }
+
     /// The deadline of call `id` if it still waits for `peer`.
     pub(crate) fn deadline(&self, id: u64, peer: &NodeName) -> Option<Instant> {
         let group = self.groups.get(&id)?;

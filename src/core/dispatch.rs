@@ -14,7 +14,9 @@ impl<C: Clone> Mesh<C> {
     /// Each target gets exactly one [`Action::Resolve`] with its index in
     /// `targets`: at once for targets that cannot be reached (unknown, not in
     /// session, this node itself), else when its reply arrives, its session
-    /// ends, or `deadline` passes.
+    /// ends, or `deadline` passes, unless the call is cancelled
+    /// ([`Mesh::handle_cancel`]) first. Returns the call's request id if
+    /// any target is waiting.
     pub fn handle_call(
         &mut self,
         targets: &[NodeName],
@@ -23,7 +25,7 @@ impl<C: Clone> Mesh<C> {
         deadline: Instant,
         completion: C,
         now: Instant,
-    ) {
+    ) -> Option<u64> {
         let refuse = |mesh: &mut Self, index: usize, error: CallError| {
             mesh.actions.push_back(Action::Resolve {
                 completion: completion.clone(),
@@ -33,15 +35,15 @@ impl<C: Clone> Mesh<C> {
         };
         if self.closed {
             (0..targets.len()).for_each(|i| refuse(self, i, CallError::Closed));
-            return;
+            return None;
         }
         if deadline <= now {
             (0..targets.len()).for_each(|i| refuse(self, i, CallError::Timeout));
-            return;
+            return None;
         }
         if self.calls.len() >= self.cfg.limits.max_pending_calls {
             (0..targets.len()).for_each(|i| refuse(self, i, CallError::Overloaded(Side::Local)));
-            return;
+            return None;
         }
         let id = self.calls.allocate_id();
         let timeout = deadline.saturating_duration_since(now);
@@ -74,7 +76,8 @@ impl<C: Clone> Mesh<C> {
                 Err(error) => refuse(self, index, error),
             }
         }
-        let waiting = routes.iter().map(|&(i, t, _)| (t.clone(), i)).collect();
+        let waiting: Vec<_> = routes.iter().map(|&(i, t, _)| (t.clone(), i)).collect();
+        let any = !waiting.is_empty();
         self.calls.insert(id, completion.clone(), deadline, waiting);
         for (_, target, link) in routes {
             if !self.send_message(target, link, frame.clone(), Purpose::Request(id), now) {
@@ -83,6 +86,16 @@ impl<C: Clone> Mesh<C> {
                     self.push_resolved(vec![r]);
                 }
             }
+        }
+        any.then_some(id)
+    }
+
+    /// The caller of call `id` no longer waits: the call leaves the table at
+    /// once, its entries get no outcome, and a request still waiting for
+    /// room on its link is not sent. Replies that come later are counted late.
+    pub fn handle_cancel(&mut self, id: u64) {
+        if self.calls.cancel(id) {
+            self.stats.calls_cancelled += 1;
         }
     }
 

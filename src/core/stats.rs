@@ -73,6 +73,9 @@ pub struct NodeStats {
     /// Requests that waited for room on their link and were not sent
     /// because their caller had stopped waiting.
     pub requests_withdrawn: u64,
+    /// Calls whose caller stopped waiting before they were over (dropped
+    /// its `PendingCall` or future, or passed its deadline first).
+    pub calls_cancelled: u64,
 }
 
 /// Counters and measurements for one peer.

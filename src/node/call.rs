@@ -1,12 +1,15 @@
 //! The caller's side of a call: targets, per-peer results, waiting.
 
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde::de::DeserializeOwned;
 
-use crate::core::Outcome;
+use super::completion::{Completion, Ended};
 use crate::error::CallError;
 
 /// Which peers a call or cast goes to.
@@ -169,14 +172,22 @@ impl<'a, R> IntoIterator for &'a Responses<R> {
 }
 
 /// A call in flight, from [`crate::Node::start_call`]. Many can be in flight
-/// at once from one thread; [`PendingCall::wait`] collects the result.
+/// at once from one thread or task.
+///
+/// Collect its result with [`PendingCall::wait`] (blocking) or by awaiting
+/// it (it is a [`Future`], on any runtime); either way it ends by its
+/// deadline whatever the node's threads are doing. Dropping it unfinished
+/// cancels the call: its entries leave the node's pending table at once, and
+/// replies arriving later are dropped and counted as late.
 #[derive(Debug)]
-#[must_use = "a call's result is only known by waiting for it"]
+#[must_use = "a call's result is only known by waiting for it; dropping it cancels the call"]
 pub struct PendingCall<R> {
     pub(crate) peers: Vec<String>,
-    pub(crate) slots: Vec<Option<Outcome>>,
-    pub(crate) rx: Receiver<(usize, Outcome)>,
+    pub(crate) completion: Arc<Completion>,
     pub(crate) deadline: Instant,
+    /// The node, to cancel the call if it is dropped unfinished.
+    pub(crate) node: Weak<super::Inner>,
+    pub(crate) finished: bool,
     pub(crate) _reply: PhantomData<fn() -> R>,
 }
 
@@ -196,32 +207,24 @@ impl<R: DeserializeOwned> PendingCall<R> {
     /// silent then get [`CallError::Timeout`]. Never waits past the deadline,
     /// whatever the node's threads are doing.
     pub fn wait(mut self) -> Responses<R> {
-        let mut missing = self.slots.iter().filter(|s| s.is_none()).count();
-        let mut closed = false;
-        while missing > 0 {
-            match self.rx.recv_deadline(self.deadline) {
-                Ok((index, outcome)) => {
-                    if let Some(slot @ None) = self.slots.get_mut(index) {
-                        *slot = Some(outcome);
-                        missing -= 1;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
-        let fallback = if closed {
-            CallError::Closed
-        } else {
-            CallError::Timeout
+        let ended = self.completion.wait_until(self.deadline);
+        self.finish(ended)
+    }
+
+    /// The responses, once the wait has `ended`.
+    fn finish(&mut self, ended: Ended) -> Responses<R> {
+        let fallback = match ended {
+            Ended::Closed => CallError::Closed,
+            Ended::Complete | Ended::TimedOut => CallError::Timeout,
         };
-        let entries = self
-            .peers
+        if ended == Ended::TimedOut {
+            // The reactor's table still holds the call: let it go now.
+            self.cancel();
+        }
+        self.finished = true;
+        let entries = std::mem::take(&mut self.peers)
             .into_iter()
-            .zip(self.slots)
+            .zip(self.completion.take())
             .map(|(peer, slot)| {
                 let result = match slot.unwrap_or_else(|| Err(fallback.clone())) {
                     Ok(bytes) => rmp_serde::from_slice::<R>(&bytes)
@@ -232,5 +235,39 @@ impl<R: DeserializeOwned> PendingCall<R> {
             })
             .collect();
         Responses { entries }
+    }
+
+    /// Tells the reactor the caller no longer waits, if it still holds the call.
+    fn cancel(&self) {
+        if let Some(id) = self.completion.abandon() {
+            if let Some(inner) = self.node.upgrade() {
+                super::Node { inner }.cancel_call(id);
+            }
+        }
+    }
+}
+
+impl<R: DeserializeOwned> Future for PendingCall<R> {
+    type Output = Responses<R>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Responses<R>> {
+        assert!(!self.finished, "a PendingCall polled after it completed");
+        let deadline = self.deadline;
+        match self.completion.poll_until(cx, deadline) {
+            Poll::Ready(ended) => Poll::Ready(self.finish(ended)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<R> Drop for PendingCall<R> {
+    fn drop(&mut self) {
+        if !self.finished {
+            if let Some(id) = self.completion.abandon() {
+                if let Some(inner) = self.node.upgrade() {
+                    super::Node { inner }.cancel_call(id);
+                }
+            }
+        }
     }
 }

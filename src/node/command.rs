@@ -5,37 +5,15 @@ use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
+pub(crate) use super::completion::CallSink;
 use super::waker::Waker;
-use crate::core::{NodeStats, Outcome, PeerInfo, StreamId};
+use crate::core::{NodeStats, PeerInfo, StreamId};
 use crate::error::{Error, StreamError};
 use crate::faults::{FaultPlan, FaultStats};
 use crate::protocol::NodeName;
 use crate::protocol::ResetCode;
 use crate::security::PublicKey;
 use crate::stream::shared::Shared;
-
-/// Where a call's per-target results go: the caller's channel, and the
-/// caller's slot for each target the mesh was given (when the caller settled
-/// some targets itself, such as invalid names, the numbering differs).
-#[derive(Clone, Debug)]
-pub(crate) struct CallSink {
-    pub tx: Sender<(usize, Outcome)>,
-    pub slots: Option<Arc<[usize]>>,
-}
-
-impl CallSink {
-    pub(crate) fn deliver(&self, index: usize, outcome: Outcome) {
-        let slot = self
-            .slots
-            .as_ref()
-            .and_then(|s| s.get(index).copied())
-            .unwrap_or(index);
-        // Capacity equals the number of targets and each is resolved once, so
-        // this never blocks; a caller that gave up has dropped its receiver
-        // and the entry is discarded.
-        let _ = self.tx.try_send((slot, outcome));
-    }
-}
 
 /// Work handed to the reactor by other threads.
 pub(crate) enum Command {
@@ -59,6 +37,10 @@ pub(crate) enum Command {
         targets: Vec<NodeName>,
         method: String,
         args: Vec<u8>,
+    },
+    /// The caller of call `id` stopped waiting.
+    Cancel {
+        id: u64,
     },
     Query {
         reply: Sender<Snapshot>,
@@ -169,6 +151,7 @@ impl Command {
             // Dropping the reply channel tells the waiter the node is gone.
             Command::Disconnect { .. }
             | Command::Cast { .. }
+            | Command::Cancel { .. }
             | Command::Query { .. }
             | Command::Access { .. }
             | Command::AllowedKeys { .. }

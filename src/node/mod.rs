@@ -4,6 +4,8 @@
 mod builder;
 mod call;
 mod command;
+mod completion;
+mod deadlines;
 mod directory;
 mod events;
 mod handlers;
@@ -14,6 +16,7 @@ mod streams;
 mod waker;
 mod workers;
 
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,8 +38,9 @@ use crate::error::{CallError, Error, Side};
 use crate::faults::{FaultPlan, FaultStats};
 use crate::protocol::{MethodName, NodeName};
 use crate::security::{Keypair, PublicKey};
-use command::{CallSink, Command, FaultChange, Snapshot};
+use command::{Command, FaultChange, Snapshot};
 pub(crate) use command::{StreamCommand, StreamTx};
+use completion::{CallSink, Completion};
 use directory::Directory;
 use events::EventHub;
 use handlers::Registry;
@@ -60,7 +64,7 @@ struct Running {
     workers: WorkerPool,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     name: NodeName,
     incarnation: u64,
     network: String,
@@ -476,19 +480,52 @@ impl Node {
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        match self.call(peer, method, args, timeout) {
-            Ok(responses) => responses
-                .into_iter()
-                .next()
-                .map_or(Err(CallError::UnknownPeer), |r| r.result),
-            Err(Error::Closed) => Err(CallError::Closed),
-            Err(Error::Overloaded(_)) => Err(CallError::Overloaded(Side::Local)),
-            Err(e) => Err(CallError::Local(e.to_string())),
+        one_result(self.call(peer, method, args, timeout))
+    }
+
+    /// [`Node::call`] as a future: the same results, the same deadline, on
+    /// any async runtime, without holding a thread while it waits. The
+    /// arguments are encoded at once, so the future borrows nothing.
+    pub fn call_async<A, R>(
+        &self,
+        to: impl Into<To>,
+        method: &str,
+        args: &A,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Responses<R>, Error>> + Send + 'static
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned + Send + 'static,
+    {
+        let pending = self.start_call(to, method, args, timeout);
+        async move { Ok(pending?.await) }
+    }
+
+    /// [`Node::call_one`] as a future (see [`Node::call_async`]).
+    pub fn call_one_async<A, R>(
+        &self,
+        peer: &str,
+        method: &str,
+        args: &A,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<R, CallError>> + Send + 'static
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned + Send + 'static,
+    {
+        let pending = self.start_call(peer, method, args, timeout);
+        async move {
+            let responses = match pending {
+                Ok(call) => Ok(call.await),
+                Err(e) => Err(e),
+            };
+            one_result(responses)
         }
     }
 
-    /// Starts a call and returns at once; [`PendingCall::wait`] collects the
-    /// result. Use it to keep many calls in flight from one thread.
+    /// Starts a call and returns at once: a [`PendingCall`] to
+    /// [`wait`](PendingCall::wait) on or to await. Use it to keep many calls
+    /// in flight from one thread or task.
     pub fn start_call<A, R>(
         &self,
         to: impl Into<To>,
@@ -517,7 +554,6 @@ impl Node {
                 .collect(),
             To::Peers(names) => names,
         };
-        let (tx, rx) = bounded(peers.len().max(1));
         let mut slots = vec![None; peers.len()];
         // Names that cannot exist are settled here; the rest go to the reactor.
         let mut targets = Vec::with_capacity(peers.len());
@@ -532,36 +568,43 @@ impl Node {
             }
         }
         let remapped = indices.len() != peers.len();
-        let mut pending = PendingCall {
+        let completion = Completion::new(slots);
+        let pending = PendingCall {
             peers,
-            slots,
-            rx,
+            completion: completion.clone(),
             deadline,
+            node: Arc::downgrade(&self.inner),
+            finished: false,
             _reply: PhantomData,
         };
         if targets.is_empty() {
             return Ok(pending);
         }
-        let sink = CallSink {
-            tx,
-            slots: remapped.then(|| Arc::from(indices.clone())),
-        };
+        let sink = CallSink::new(completion, remapped.then(|| Arc::from(indices.clone())));
         let command = Command::Call {
             targets,
             method: method.to_string(),
             args,
             deadline,
-            sink,
+            sink: sink.clone(),
         };
         match self.send_command(command) {
             Ok(()) => Ok(pending),
             Err(Error::Closed) => Err(Error::Closed),
             Err(_) => {
-                for i in indices {
-                    pending.slots[i] = Some(Err(CallError::Overloaded(Side::Local)));
+                for i in 0..indices.len() {
+                    sink.deliver(i, Err(CallError::Overloaded(Side::Local)));
                 }
                 Ok(pending)
             }
+        }
+    }
+
+    /// The caller of call `id` stopped waiting: the reactor forgets it.
+    pub(crate) fn cancel_call(&self, id: u64) {
+        if let Err(e) = self.send_command(Command::Cancel { id }) {
+            // The reactor's own expiry ends the call at its deadline instead.
+            log::debug!("cannot cancel call {id}: {e}");
         }
     }
 
@@ -791,6 +834,19 @@ impl Drop for Inner {
 /// 32 random bits (for unique test endpoint names).
 pub(crate) fn random_u32() -> u32 {
     builder::random_u64() as u32
+}
+
+/// The single result of a call to one peer.
+fn one_result<R>(call: Result<Responses<R>, Error>) -> Result<R, CallError> {
+    match call {
+        Ok(responses) => responses
+            .into_iter()
+            .next()
+            .map_or(Err(CallError::UnknownPeer), |r| r.result),
+        Err(Error::Closed) => Err(CallError::Closed),
+        Err(Error::Overloaded(_)) => Err(CallError::Overloaded(Side::Local)),
+        Err(e) => Err(CallError::Local(e.to_string())),
+    }
 }
 
 fn node_name(name: &str) -> Result<NodeName, Error> {

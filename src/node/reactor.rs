@@ -431,9 +431,19 @@ impl Reactor {
                 deadline,
                 sink,
             } => {
-                self.mesh
+                if sink.completion().is_abandoned() {
+                    return; // its caller gave up before it started
+                }
+                let watch = sink.clone();
+                let id = self
+                    .mesh
                     .handle_call(&targets, &method, &args, deadline, sink, now);
+                // The caller may have given up meanwhile (see `Completion::abandon`).
+                if let Some(id) = id.filter(|&id| !watch.completion().registered(id)) {
+                    self.mesh.handle_cancel(id);
+                }
             }
+            Command::Cancel { id } => self.mesh.handle_cancel(id),
             Command::Cast {
                 targets,
                 method,
