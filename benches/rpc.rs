@@ -93,14 +93,22 @@ fn main() {
 /// Latency and pipelined throughput of `client`'s calls against `raw`.
 fn compare(mode: &str, s: &Settings, raw: &RawEcho, client: &Node) {
     let per_chunk = s.latency_round_trips / CHUNKS;
-    let (mut raw_samples, mut call_samples) = (Vec::new(), Vec::new());
+    let (mut raw_samples, mut call_samples, mut async_samples) =
+        (Vec::new(), Vec::new(), Vec::new());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     raw.latency(per_chunk / 10, &mut Vec::new());
     call_latency(client, per_chunk / 10, &mut Vec::new());
+    async_latency(&rt, client, per_chunk / 10, &mut Vec::new());
     for _ in 0..CHUNKS {
         raw.latency(per_chunk, &mut raw_samples);
         call_latency(client, per_chunk, &mut call_samples);
+        async_latency(&rt, client, per_chunk, &mut async_samples);
     }
     let (raw_l, call_l) = (summarize(raw_samples), summarize(call_samples));
+    let async_l = summarize(async_samples);
     println!(
         "{:<44} {:>10} {:>10} {:>10}",
         format!("round trip ({mode})"),
@@ -110,18 +118,31 @@ fn compare(mode: &str, s: &Settings, raw: &RawEcho, client: &Node) {
     );
     print_latency("raw libzmq DEALER->ROUTER echo", &raw_l, &raw_l);
     print_latency("bilateral call_one", &call_l, &raw_l);
+    print_latency(
+        "bilateral call_one_async (tokio, 1 thread)",
+        &async_l,
+        &raw_l,
+    );
+    println!(
+        "{:<44} {:>10.2}x",
+        "  async / blocking p50",
+        ratio(async_l.p50, call_l.p50)
+    );
     println!();
 
     let per_chunk = s.throughput_messages / CHUNKS;
-    let (mut raw_time, mut call_time) = (Duration::ZERO, Duration::ZERO);
+    let (mut raw_time, mut call_time, mut async_time) =
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     for _ in 0..CHUNKS {
         raw_time += raw.pipelined(per_chunk);
         call_time += call_pipelined(client, per_chunk);
+        async_time += rt.block_on(async_pipelined(client, per_chunk));
     }
     let total = (per_chunk * CHUNKS) as f64;
-    let (raw_tp, call_tp) = (
+    let (raw_tp, call_tp, async_tp) = (
         total / raw_time.as_secs_f64(),
         total / call_time.as_secs_f64(),
+        total / async_time.as_secs_f64(),
     );
     println!(
         "{:<44} {:>12} {:>10}",
@@ -136,6 +157,13 @@ fn compare(mode: &str, s: &Settings, raw: &RawEcho, client: &Node) {
         call_tp,
         call_tp / raw_tp
     );
+    println!(
+        "{:<44} {:>12.0} {:>9.2}x",
+        "bilateral futures (one task, tokio, 1 thread)",
+        async_tp,
+        async_tp / raw_tp
+    );
+    println!("{:<44} {:>12.2}x", "  async / blocking", async_tp / call_tp);
     println!();
 }
 
@@ -322,6 +350,45 @@ fn call_pipelined(client: &Node, n: usize) -> Duration {
     for i in 0..n {
         let call = in_flight.pop_front().unwrap();
         assert!(call.wait().all_ok());
+        if i + PIPELINE < n {
+            in_flight.push_back(start());
+        }
+    }
+    started.elapsed()
+}
+
+fn async_latency(
+    rt: &tokio::runtime::Runtime,
+    client: &Node,
+    n: usize,
+    samples: &mut Vec<Duration>,
+) {
+    let (arg, server) = (payload(), server_of(client));
+    rt.block_on(async {
+        for _ in 0..n {
+            let t = Instant::now();
+            let r: String = client
+                .call_one_async(&server, "echo", &arg, Duration::from_secs(5))
+                .await
+                .unwrap();
+            samples.push(t.elapsed());
+            assert_eq!(r.len(), PAYLOAD);
+        }
+    });
+}
+
+async fn async_pipelined(client: &Node, n: usize) -> Duration {
+    let (arg, server) = (payload(), server_of(client));
+    let start = || {
+        client
+            .start_call::<_, String>(&server, "echo", &arg, Duration::from_secs(30))
+            .unwrap()
+    };
+    let started = Instant::now();
+    let mut in_flight: VecDeque<_> = (0..PIPELINE.min(n)).map(|_| start()).collect();
+    for i in 0..n {
+        let call = in_flight.pop_front().unwrap();
+        assert!(call.await.all_ok());
         if i + PIPELINE < n {
             in_flight.push_back(start());
         }

@@ -58,6 +58,7 @@ pub mod channel;
 pub mod core;
 pub mod error;
 pub mod faults;
+mod mailbox;
 pub mod node;
 pub mod protocol;
 pub mod security;

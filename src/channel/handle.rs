@@ -5,13 +5,16 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, bounded};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::hlc::Version;
 use super::replica::{ChannelError, ChannelStats, Permission, Refusal, ReplicaEvent};
 use super::service::{Hub, WATCH_CAPACITY, connected, wall_ms};
+use crate::mailbox;
 use crate::node::Node;
 
 /// A replicated key-value map with values of type `V` (any serde type,
@@ -75,9 +78,10 @@ pub enum ChannelEvent<V> {
 
 /// A stream of a channel's changes (and refusals), from [`Channel::watch`].
 /// Holds up to 4 096 undelivered events; beyond that, events are dropped
-/// for this watcher (the map itself is never affected).
+/// for this watcher (the map itself is never affected). Read it blocking,
+/// or as a [`futures_core::Stream`] (or [`Watch::next_event`]) from async code.
 pub struct Watch<V> {
-    rx: Receiver<ReplicaEvent>,
+    rx: mailbox::Receiver<ReplicaEvent>,
     _value: PhantomData<fn() -> V>,
 }
 
@@ -129,9 +133,28 @@ impl<V: DeserializeOwned> Watch<V> {
     /// The next event if one is queued.
     pub fn try_recv(&self) -> Option<ChannelEvent<V>> {
         loop {
-            let event = self.rx.try_recv().ok()?;
+            let event = self.rx.try_recv()?;
             if let Some(event) = Self::convert(event) {
                 return Some(event);
+            }
+        }
+    }
+
+    /// The next event, awaited; `None` once the node closed.
+    pub async fn next_event(&mut self) -> Option<ChannelEvent<V>> {
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    fn poll_event(&self, cx: &mut Context<'_>) -> Poll<Option<ChannelEvent<V>>> {
+        loop {
+            match self.rx.poll_recv(cx, None) {
+                Poll::Ready(Ok(event)) => {
+                    if let Some(event) = Self::convert(event) {
+                        return Poll::Ready(Some(event));
+                    }
+                }
+                Poll::Ready(Err(_)) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
             }
         }
     }
@@ -151,6 +174,14 @@ impl<V: DeserializeOwned> Watch<V> {
                 return Some(event);
             }
         }
+    }
+}
+
+impl<V: DeserializeOwned> futures_core::Stream for Watch<V> {
+    type Item = ChannelEvent<V>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ChannelEvent<V>>> {
+        self.poll_event(cx)
     }
 }
 
@@ -260,7 +291,7 @@ impl<V: Serialize + DeserializeOwned> Channel<V> {
 
     /// Changes from now on, local and remote, and refused writes.
     pub fn watch(&self) -> Watch<V> {
-        let (tx, rx) = bounded(WATCH_CAPACITY);
+        let (tx, rx) = mailbox::mailbox(WATCH_CAPACITY);
         self.hub
             .with_replica(&self.name, None, |slot| slot.watchers.push(tx));
         Watch {

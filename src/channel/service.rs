@@ -29,7 +29,7 @@ pub(crate) fn wall_ms() -> u64 {
 
 pub(crate) struct Slot {
     pub replica: Replica,
-    pub watchers: Vec<Sender<ReplicaEvent>>,
+    pub watchers: Vec<crate::mailbox::Sender<ReplicaEvent>>,
 }
 
 /// Every replica of one node, shared by its channel handles, the
@@ -57,10 +57,11 @@ impl Hub {
             dropped_events: std::sync::atomic::AtomicU64::new(0),
         });
         register(node, &hub)?;
-        let (events, weak, service_hub) = (node.events(), node.downgrade(), hub.clone());
+        let events = node.events_channel();
+        let (weak, service_hub) = (node.downgrade(), hub.clone());
         let thread = std::thread::Builder::new()
             .name(format!("bilateral-channels-{}", node.name()))
-            .spawn(move || service_hub.run(weak, events.into_receiver(), woken))
+            .spawn(move || service_hub.run(weak, events, woken))
             .map_err(crate::Error::Thread)?;
         *hub.thread.lock() = Some(thread);
         Ok(hub)
@@ -175,12 +176,12 @@ impl Hub {
         while let Some(event) = slot.replica.poll_event() {
             slot.watchers.retain(|w| match w.try_send(event.clone()) {
                 Ok(()) => true,
-                Err(TrySendError::Full(_)) => {
+                Err(crate::mailbox::TrySendError::Full(_)) => {
                     self.dropped_events
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     true
                 }
-                Err(TrySendError::Disconnected(_)) => false,
+                Err(crate::mailbox::TrySendError::Disconnected(_)) => false,
             });
         }
     }

@@ -66,7 +66,7 @@ pub(crate) enum Command {
         service: String,
         init: Vec<u8>,
         deadline: Instant,
-        reply: Sender<Result<Arc<Shared>, StreamError>>,
+        reply: crate::mailbox::Sender<Result<Arc<Shared>, StreamError>>,
     },
 }
 
@@ -146,7 +146,7 @@ impl Command {
                 }
             }
             Command::OpenStream { reply, .. } => {
-                let _ = reply.send(Err(StreamError::Closed));
+                let _ = reply.try_send(Err(StreamError::Closed));
             }
             // Dropping the reply channel tells the waiter the node is gone.
             Command::Disconnect { .. }

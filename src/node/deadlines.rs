@@ -17,7 +17,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::completion::Completion;
+/// Something whose waiter is woken when its deadline passes.
+pub(crate) trait Expire: Send + Sync {
+    /// The deadline passed: wake whoever waits.
+    fn expire(&self);
+}
 
 /// How long the thread waits with nothing registered before it exits.
 const IDLE_EXIT: Duration = Duration::from_secs(5);
@@ -26,7 +30,7 @@ const IDLE_EXIT: Duration = Duration::from_secs(5);
 pub(crate) type Key = (Instant, u64);
 
 struct Timers {
-    due: BTreeMap<Key, Weak<Completion>>,
+    due: BTreeMap<Key, Weak<dyn Expire>>,
     next_seq: u64,
     running: bool,
 }
@@ -50,8 +54,8 @@ fn shared() -> &'static Arc<Shared> {
     })
 }
 
-/// Wakes `completion`'s waiter at `deadline`; returns the key to [`forget`] it.
-pub(crate) fn wake_at(deadline: Instant, completion: Weak<Completion>) -> Key {
+/// Wakes `target`'s waiter at `deadline`; returns the key to [`forget`] it.
+pub(crate) fn wake_at(deadline: Instant, target: Weak<dyn Expire>) -> Key {
     let shared = shared();
     let mut t = shared.timers.lock();
     let key = (deadline, t.next_seq);
@@ -60,7 +64,7 @@ pub(crate) fn wake_at(deadline: Instant, completion: Weak<Completion>) -> Key {
         .due
         .first_key_value()
         .is_none_or(|(first, _)| key < *first);
-    t.due.insert(key, completion);
+    t.due.insert(key, target);
     if !t.running {
         let thread = Arc::clone(shared);
         let spawned = std::thread::Builder::new()
@@ -92,11 +96,11 @@ fn run(shared: &Shared) {
             if entry.key().0 > now {
                 break;
             }
-            let completion = entry.remove();
+            let target = entry.remove();
             // Wake outside the lock: a waker may run code of its own.
             parking_lot::MutexGuard::unlocked(&mut t, || {
-                if let Some(c) = completion.upgrade() {
-                    c.expire();
+                if let Some(target) = target.upgrade() {
+                    target.expire();
                 }
             });
         }
@@ -118,6 +122,7 @@ fn run(shared: &Shared) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::completion::Completion;
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::{Context, Poll, Wake};
@@ -153,10 +158,8 @@ mod tests {
     #[test]
     fn a_forgotten_registration_holds_nothing() {
         let c = Completion::new(vec![None]);
-        let key = wake_at(
-            Instant::now() + Duration::from_secs(3600),
-            Arc::downgrade(&c),
-        );
+        let weak: Weak<Completion> = Arc::downgrade(&c);
+        let key = wake_at(Instant::now() + Duration::from_secs(3600), weak);
         assert!(shared().timers.lock().due.contains_key(&key));
         forget(key);
         assert!(!shared().timers.lock().due.contains_key(&key));

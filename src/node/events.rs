@@ -1,12 +1,15 @@
 //! Fan-out of peer events to any number of subscribers.
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use crossbeam_channel::Receiver;
 use parking_lot::Mutex;
 
 use crate::core::PeerEvent;
+use crate::mailbox::{self, RecvError, TrySendError};
 use crate::protocol::NodeName;
 
 /// Delivers each event to every live subscriber without ever blocking the
@@ -16,36 +19,63 @@ use crate::protocol::NodeName;
 /// subscriber starts with a [`PeerEvent::Joined`] for each of them: whatever
 /// the moment of subscription, the stream it sees describes the membership
 /// completely, and no session is reported twice.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct EventHub {
     state: Mutex<HubState>,
     dropped: std::sync::atomic::AtomicU64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct HubState {
-    subscribers: Vec<Sender<PeerEvent>>,
+    subscribers: Vec<Subscriber>,
     /// Peers whose last published event was `Joined`, with its incarnation.
     in_session: BTreeMap<NodeName, u64>,
     closed: bool,
 }
 
+/// Where one subscriber's events go.
+enum Subscriber {
+    /// The application's [`Events`].
+    Mailbox(mailbox::Sender<PeerEvent>),
+    /// A service thread that selects over several channels (the channels'
+    /// service, until services get their own lossless feed).
+    Channel(crossbeam_channel::Sender<PeerEvent>),
+}
+
+impl Subscriber {
+    /// Offers an event; `None` once the subscriber is gone, `Some(false)`
+    /// if its queue is full.
+    fn offer(&self, event: PeerEvent) -> Option<bool> {
+        match self {
+            Subscriber::Mailbox(tx) => match tx.try_send(event) {
+                Ok(()) => Some(true),
+                Err(TrySendError::Full(_)) => Some(false),
+                Err(TrySendError::Disconnected(_)) => None,
+            },
+            Subscriber::Channel(tx) => match tx.try_send(event) {
+                Ok(()) => Some(true),
+                Err(crossbeam_channel::TrySendError::Full(_)) => Some(false),
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => None,
+            },
+        }
+    }
+}
+
 impl EventHub {
     pub(crate) fn subscribe(&self, capacity: usize) -> Events {
         let mut state = self.state.lock();
-        let (tx, rx) = bounded(capacity.max(1) + state.in_session.len());
-        for (peer, &incarnation) in &state.in_session {
-            let joined = PeerEvent::Joined {
-                peer: peer.clone(),
-                incarnation,
-            };
-            // Cannot fail: the queue has room for the snapshot.
-            let _ = tx.try_send(joined);
-        }
-        if !state.closed {
-            state.subscribers.push(tx);
-        }
+        let (tx, rx) = mailbox::mailbox(capacity.max(1) + state.in_session.len());
+        let subscriber = Subscriber::Mailbox(tx);
+        state.start(subscriber);
         Events { rx }
+    }
+
+    /// A subscription as a crossbeam channel, for a thread that selects.
+    pub(crate) fn subscribe_channel(&self, capacity: usize) -> Receiver<PeerEvent> {
+        let mut state = self.state.lock();
+        let (tx, rx) = crossbeam_channel::bounded(capacity.max(1) + state.in_session.len());
+        state.start(Subscriber::Channel(tx));
+        rx
     }
 
     pub(crate) fn publish(&self, event: &PeerEvent) {
@@ -59,17 +89,15 @@ impl EventHub {
             }
             _ => {}
         }
-        state
-            .subscribers
-            .retain(|s| match s.try_send(event.clone()) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_)) => {
-                    self.dropped
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    true
-                }
-                Err(TrySendError::Disconnected(_)) => false,
-            });
+        state.subscribers.retain(|s| match s.offer(event.clone()) {
+            Some(true) => true,
+            Some(false) => {
+                self.dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                true
+            }
+            None => false,
+        });
     }
 
     /// Ends every subscription: receivers see the end of the stream, and
@@ -86,6 +114,23 @@ impl EventHub {
     }
 }
 
+impl HubState {
+    /// Gives a new subscriber the open sessions, then keeps it (unless closed).
+    fn start(&mut self, subscriber: Subscriber) {
+        for (peer, &incarnation) in &self.in_session {
+            let joined = PeerEvent::Joined {
+                peer: peer.clone(),
+                incarnation,
+            };
+            // Cannot fail: the queue has room for the snapshot.
+            let _ = subscriber.offer(joined);
+        }
+        if !self.closed {
+            self.subscribers.push(subscriber);
+        }
+    }
+}
+
 /// A subscription to a node's [`PeerEvent`]s, from [`crate::Node::events`].
 ///
 /// The stream begins with a [`PeerEvent::Joined`] for every peer in session
@@ -95,20 +140,23 @@ impl EventHub {
 /// once. Events are queued up to the node's event capacity; beyond it they
 /// are dropped for this subscriber (counted by
 /// [`crate::Node::events_dropped`]). The stream ends when the node closes.
+///
+/// `Events` is also a [`futures_core::Stream`], for async code; its
+/// blocking methods and the stream take from the same queue.
 #[derive(Debug)]
 pub struct Events {
-    rx: Receiver<PeerEvent>,
+    rx: mailbox::Receiver<PeerEvent>,
 }
 
 impl Events {
     /// The next event, waiting at most `timeout`. `None` on timeout or when the node closed.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<PeerEvent> {
-        self.rx.recv_timeout(timeout).ok()
+        self.rx.recv_deadline(Instant::now() + timeout).ok()
     }
 
     /// The next event if one is queued.
     pub fn try_recv(&self) -> Option<PeerEvent> {
-        self.rx.try_recv().ok()
+        self.rx.try_recv()
     }
 
     /// Waits until an event satisfying `pred` arrives, for at most `timeout`,
@@ -130,16 +178,38 @@ impl Events {
 
     /// Blocking iterator over events; ends when the node closes.
     pub fn iter(&self) -> impl Iterator<Item = PeerEvent> + '_ {
-        self.rx.iter()
+        std::iter::from_fn(|| self.rx.recv_deadline(far_future()).ok())
     }
 
-    pub(crate) fn recv_deadline(&self, deadline: Instant) -> Result<PeerEvent, RecvTimeoutError> {
+    /// The next event, awaited; `None` once the node closed.
+    pub async fn next_event(&mut self) -> Option<PeerEvent> {
+        std::future::poll_fn(|cx| self.rx.poll_recv(cx, None).map(Result::ok)).await
+    }
+
+    pub(crate) fn recv_deadline(&self, deadline: Instant) -> Result<PeerEvent, RecvError> {
         self.rx.recv_deadline(deadline)
     }
 
-    pub(crate) fn into_receiver(self) -> Receiver<PeerEvent> {
-        self.rx
+    pub(crate) fn poll_deadline(
+        &self,
+        cx: &mut Context<'_>,
+        deadline: Instant,
+    ) -> Poll<Result<PeerEvent, RecvError>> {
+        self.rx.poll_recv(cx, Some(deadline))
     }
+}
+
+impl futures_core::Stream for Events {
+    type Item = PeerEvent;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<PeerEvent>> {
+        self.rx.poll_recv(cx, None).map(Result::ok)
+    }
+}
+
+/// A deadline that never comes, for waits without one.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 86_400)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ mod builder;
 mod call;
 mod command;
 mod completion;
-mod deadlines;
+pub(crate) mod deadlines;
 mod directory;
 mod events;
 mod handlers;
@@ -36,6 +36,7 @@ pub use handlers::{CallContext, HandlerError};
 use crate::core::{NodeStats, PeerEvent, PeerInfo, PeerState};
 use crate::error::{CallError, Error, Side};
 use crate::faults::{FaultPlan, FaultStats};
+use crate::mailbox;
 use crate::protocol::{MethodName, NodeName};
 use crate::security::{Keypair, PublicKey};
 use command::{Command, FaultChange, Snapshot};
@@ -46,6 +47,9 @@ use events::EventHub;
 use handlers::Registry;
 use waker::Waker;
 use workers::WorkerPool;
+
+/// The reactor's answer to an open: the stream's shared state, or why not.
+type StreamOpened = Result<Arc<crate::stream::shared::Shared>, crate::StreamError>;
 
 /// How long introspection and `connect` wait for the reactor to answer.
 const REACTOR_ANSWER: Duration = Duration::from_secs(5);
@@ -348,7 +352,57 @@ impl Node {
         MethodName::new(service)
             .map_err(|reason| StreamError::Local(format!("service name {service:?}: {reason}")))?;
         let init = handlers::encode(init).map_err(StreamError::Local)?;
-        let (reply, answer) = bounded(1);
+        let answer = self.request_stream(peer, service, init, deadline)?;
+        let shared = match answer.recv_deadline(Instant::now() + REACTOR_ANSWER) {
+            Ok(opened) => opened?,
+            Err(_) => return Err(StreamError::Closed),
+        };
+        // The core fails the stream at the deadline; the margin only guards
+        // against a reactor that stopped answering.
+        shared.wait_accepted(deadline + REACTOR_ANSWER)?;
+        Ok(crate::Stream::new(shared, self.inner.stream_tx.clone()))
+    }
+
+    /// [`Node::open_stream`] as a future: the init data is encoded at once,
+    /// and nothing blocks a thread while the peer decides.
+    pub fn open_stream_async<T: Serialize + ?Sized>(
+        &self,
+        peer: &str,
+        service: &str,
+        init: &T,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<crate::Stream, crate::StreamError>> + Send + 'static {
+        use crate::StreamError;
+        let deadline = Instant::now() + timeout;
+        let requested = NodeName::new(peer)
+            .map_err(|_| StreamError::UnknownPeer)
+            .and_then(|peer| {
+                MethodName::new(service).map_err(|reason| {
+                    StreamError::Local(format!("service name {service:?}: {reason}"))
+                })?;
+                let init = handlers::encode(init).map_err(StreamError::Local)?;
+                self.request_stream(peer, service, init, deadline)
+            });
+        let tx = self.inner.stream_tx.clone();
+        async move {
+            let answer = requested?;
+            let guard = deadline + REACTOR_ANSWER;
+            let opened = std::future::poll_fn(|cx| answer.poll_recv(cx, Some(guard))).await;
+            let shared = opened.map_err(|_| StreamError::Closed)??;
+            std::future::poll_fn(|cx| shared.poll_accepted(cx, guard)).await?;
+            Ok(crate::Stream::new(shared, tx))
+        }
+    }
+
+    /// Asks the reactor to open a stream; its answer comes in the mailbox.
+    fn request_stream(
+        &self,
+        peer: NodeName,
+        service: &str,
+        init: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<mailbox::Receiver<StreamOpened>, crate::StreamError> {
+        let (reply, answer) = mailbox::mailbox(1);
         self.send_command(Command::OpenStream {
             peer,
             service: service.to_string(),
@@ -357,16 +411,10 @@ impl Node {
             reply,
         })
         .map_err(|e| match e {
-            Error::Overloaded(_) => StreamError::Overloaded(Side::Local),
-            _ => StreamError::Closed,
+            Error::Overloaded(_) => crate::StreamError::Overloaded(Side::Local),
+            _ => crate::StreamError::Closed,
         })?;
-        let shared = answer
-            .recv_timeout(REACTOR_ANSWER)
-            .map_err(|_| StreamError::Closed)??;
-        // The core fails the stream at the deadline; the margin only guards
-        // against a reactor that stopped answering.
-        shared.wait_accepted(deadline + REACTOR_ANSWER)?;
-        Ok(crate::Stream::new(shared, self.inner.stream_tx.clone()))
+        Ok(answer)
     }
 
     /// The registered method names, sorted.
@@ -423,26 +471,26 @@ impl Node {
         // The subscription starts with the sessions already open.
         let events = self.events();
         loop {
-            match events.recv_deadline(deadline) {
-                Ok(PeerEvent::Joined { peer: p, .. }) if p.as_str() == peer => return Ok(()),
-                Ok(PeerEvent::Rejected { peer: p, rejection }) if p.as_str() == peer => {
-                    return Err(Error::Rejected {
-                        peer: peer.to_string(),
-                        rejection,
-                    });
-                }
-                Ok(_) => continue,
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    return match self.peer_info(peer).and_then(|i| i.last_rejection) {
-                        Some(rejection) => Err(Error::Rejected {
-                            peer: peer.to_string(),
-                            rejection,
-                        }),
-                        None => Err(Error::Timeout),
-                    };
-                }
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    return Err(Error::Closed);
+            let received = events.recv_deadline(deadline);
+            if let Some(done) = peer_wait_step(&self.downgrade(), peer, received) {
+                return done;
+            }
+        }
+    }
+
+    /// [`Node::wait_for_peer`] as a future; it does not keep the node open.
+    pub fn wait_for_peer_async(
+        &self,
+        peer: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'static {
+        let deadline = Instant::now() + timeout;
+        let (events, node, peer) = (self.events(), self.downgrade(), peer.to_string());
+        async move {
+            loop {
+                let received = std::future::poll_fn(|cx| events.poll_deadline(cx, deadline)).await;
+                if let Some(done) = peer_wait_step(&node, &peer, received) {
+                    return done;
                 }
             }
         }
@@ -649,6 +697,13 @@ impl Node {
         self.inner.events.subscribe(self.inner.event_capacity)
     }
 
+    /// Peer events as a crossbeam channel, for the node's own service threads.
+    pub(crate) fn events_channel(&self) -> crossbeam_channel::Receiver<PeerEvent> {
+        self.inner
+            .events
+            .subscribe_channel(self.inner.event_capacity)
+    }
+
     /// Events dropped because a subscriber's queue was full.
     pub fn events_dropped(&self) -> u64 {
         self.inner.events.dropped()
@@ -834,6 +889,34 @@ impl Drop for Inner {
 /// 32 random bits (for unique test endpoint names).
 pub(crate) fn random_u32() -> u32 {
     builder::random_u64() as u32
+}
+
+/// One step of waiting for `peer` to join: what the wait ends with, if this
+/// event (or the lack of one) ends it.
+fn peer_wait_step(
+    node: &WeakNode,
+    peer: &str,
+    received: Result<PeerEvent, mailbox::RecvError>,
+) -> Option<Result<(), Error>> {
+    let rejected = |rejection| Error::Rejected {
+        peer: peer.to_string(),
+        rejection,
+    };
+    match received {
+        Ok(PeerEvent::Joined { peer: p, .. }) if p.as_str() == peer => Some(Ok(())),
+        Ok(PeerEvent::Rejected { peer: p, rejection }) if p.as_str() == peer => {
+            Some(Err(rejected(rejection)))
+        }
+        Ok(_) => None,
+        Err(mailbox::RecvError::Timeout) => {
+            let last = node
+                .upgrade()
+                .and_then(|n| n.peer_info(peer))
+                .and_then(|i| i.last_rejection);
+            Some(Err(last.map_or(Error::Timeout, rejected)))
+        }
+        Err(mailbox::RecvError::Disconnected) => Some(Err(Error::Closed)),
+    }
 }
 
 /// The single result of a call to one peer.

@@ -486,7 +486,7 @@ impl Reactor {
                 let opened =
                     self.streams
                         .open(&mut self.mesh, &peer, &service, &init, deadline, now);
-                let _ = reply.send(opened);
+                let _ = reply.try_send(opened);
             }
         }
     }

@@ -1,7 +1,9 @@
 //! [`Stream`] and its two halves, [`StreamReader`] and [`StreamWriter`].
 
 use std::io::{self, Read, Write};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::shared::Shared;
@@ -172,6 +174,113 @@ impl Write for Stream {
     }
 }
 
+impl futures_io::AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.reader.poll_read_bytes(cx, buf)
+    }
+}
+
+impl futures_io::AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.writer.poll_write_bytes(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.writer.shared.poll_drain(cx).map_err(io::Error::from)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.get_mut().writer.finish())
+    }
+}
+
+/// tokio's I/O traits, over the same state (the `tokio` feature).
+#[cfg(feature = "tokio")]
+mod tokio_io {
+    use super::*;
+    use tokio::io::ReadBuf;
+
+    fn read_into(
+        reader: &StreamReader,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let unfilled = buf.initialize_unfilled();
+        match reader.poll_read_bytes(cx, unfilled) {
+            Poll::Ready(Ok(n)) => {
+                buf.advance(n);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    impl tokio::io::AsyncRead for StreamReader {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            read_into(&self, cx, buf)
+        }
+    }
+
+    impl tokio::io::AsyncRead for Stream {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            read_into(&self.reader, cx, buf)
+        }
+    }
+
+    impl tokio::io::AsyncWrite for StreamWriter {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.poll_write_bytes(cx, buf)
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.shared.poll_drain(cx).map_err(io::Error::from)
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(self.get_mut().finish())
+        }
+    }
+
+    impl tokio::io::AsyncWrite for Stream {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.writer.poll_write_bytes(cx, buf)
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.writer.shared.poll_drain(cx).map_err(io::Error::from)
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(self.get_mut().writer.finish())
+        }
+    }
+}
+
 impl StreamReader {
     /// The peer at the other end.
     pub fn peer(&self) -> &str {
@@ -192,6 +301,13 @@ impl StreamReader {
 impl Read for StreamReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let (n, report) = self.shared.read(buf, deadline(self.timeout))?;
+        Ok(self.consumed(n, report))
+    }
+}
+
+impl StreamReader {
+    /// Tells the core what was read (once per quarter window); returns `n`.
+    fn consumed(&self, n: usize, report: Option<u64>) -> usize {
         if let Some(bytes) = report {
             // A closed node fails the stream through its shared state too,
             // which the next read reports.
@@ -200,7 +316,27 @@ impl Read for StreamReader {
                 bytes,
             });
         }
-        Ok(n)
+        n
+    }
+
+    fn poll_read_bytes(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        match self.shared.poll_read(cx, buf) {
+            Poll::Ready(Ok((n, report))) => Poll::Ready(Ok(self.consumed(n, report))),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e.into())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// The async face of [`Read`]: the same bytes, the same endings. The read
+/// timeout applies to blocking reads only; in async code use the runtime's.
+impl futures_io::AsyncRead for StreamReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_read_bytes(cx, buf)
     }
 }
 
@@ -274,7 +410,52 @@ impl Write for StreamWriter {
             return Ok(0);
         }
         let n = self.shared.reserve(buf.len(), deadline(self.timeout))?;
-        let frames: Vec<Vec<u8>> = buf[..n]
+        self.send_reserved(&buf[..n])
+    }
+
+    /// Waits until everything written has gone to the network (not until
+    /// the peer has read it: for that, have it answer).
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(self.shared.drain(deadline(self.timeout))?)
+    }
+}
+
+/// The async face of [`Write`]. `poll_close` finishes the stream (the peer
+/// reads to the end); the write timeout applies to blocking writes only.
+impl futures_io::AsyncWrite for StreamWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_bytes(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.shared.poll_drain(cx).map_err(io::Error::from)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.get_mut().finish())
+    }
+}
+
+impl StreamWriter {
+    fn poll_write_bytes(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        match self.shared.poll_reserve(cx, buf.len()) {
+            Poll::Ready(Ok(n)) => Poll::Ready(self.send_reserved(&buf[..n])),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e.into())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Hands bytes the send buffer has room for (reserved) to the reactor.
+    fn send_reserved(&self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len();
+        let frames: Vec<Vec<u8>> = buf
             .chunks(self.shared.chunk)
             .map(|piece| {
                 // Room for the header in front, so the payload is copied once.
@@ -290,12 +471,6 @@ impl Write for StreamWriter {
             return Err(crate::StreamError::Closed.into());
         }
         Ok(n)
-    }
-
-    /// Waits until everything written has gone to the network (not until
-    /// the peer has read it: for that, have it answer).
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(self.shared.drain(deadline(self.timeout))?)
     }
 }
 

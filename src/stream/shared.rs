@@ -7,12 +7,15 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::core::{StreamId, StreamSignal};
 use crate::error::StreamError;
+use crate::node::deadlines;
 
 /// Waits on `cv` until notified or until `deadline` (none: for ever);
 /// returns whether the deadline passed. Callers check their conditions again
@@ -84,6 +87,19 @@ pub(crate) struct State {
     pub handler_returned: bool,
     /// Whether the `Incoming` was dropped undecided (acceptor only).
     pub incoming_dropped: bool,
+    // Tasks waiting (the async faces of the condition variables).
+    read_waker: Option<Waker>,
+    write_waker: Option<Waker>,
+    /// An opener's acceptance deadline, registered with the deadline thread.
+    timed: Option<deadlines::Key>,
+}
+
+/// Stores `cx`'s waker in `slot` unless the one there wakes the same task.
+fn park(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        slot => *slot = Some(cx.waker().clone()),
+    }
 }
 
 /// A stream's shared state.
@@ -147,8 +163,12 @@ impl Shared {
         }
         s.buffered += len;
         s.chunks.push_back(chunk);
+        let waker = s.read_waker.take();
         drop(s);
         self.readable.notify_all();
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 
     /// A signal from the core.
@@ -179,9 +199,13 @@ impl Shared {
                 }
             }
         }
+        let wakers = [s.read_waker.take(), s.write_waker.take()];
         drop(s);
         self.readable.notify_all();
         self.writable.notify_all();
+        for w in wakers.into_iter().flatten() {
+            w.wake();
+        }
     }
 
     // ---- for the halves ----------------------------------------------------
@@ -189,19 +213,37 @@ impl Shared {
     /// Waits until the opener's stream is accepted or failed, or `deadline`.
     pub(crate) fn wait_accepted(&self, deadline: Instant) -> Result<(), StreamError> {
         let mut s = self.state.lock();
-        let mut timed_out = false;
         loop {
-            if let Some(e) = &s.failed {
-                return Err(e.clone());
+            if let Some(done) = accepted_now(&s, deadline) {
+                return done;
             }
-            if s.accepted {
-                return Ok(());
-            }
-            if timed_out {
-                return Err(StreamError::Timeout);
-            }
-            timed_out = wait(&self.readable, &mut s, Some(deadline));
+            wait(&self.readable, &mut s, Some(deadline));
         }
+    }
+
+    /// [`Shared::wait_accepted`] for a task; the deadline wakes it through
+    /// the process's deadline thread.
+    pub(crate) fn poll_accepted(
+        self: &Arc<Self>,
+        cx: &mut Context<'_>,
+        deadline: Instant,
+    ) -> Poll<Result<(), StreamError>> {
+        let mut s = self.state.lock();
+        if let Some(done) = accepted_now(&s, deadline) {
+            let timed = s.timed.take();
+            drop(s);
+            if let Some(key) = timed {
+                deadlines::forget(key);
+            }
+            return Poll::Ready(done);
+        }
+        // Nobody reads yet while the opener waits: the reader's slot is free.
+        park(&mut s.read_waker, cx);
+        if s.timed.is_none() {
+            let weak: std::sync::Weak<Shared> = Arc::downgrade(self);
+            s.timed = Some(deadlines::wake_at(deadline, weak));
+        }
+        Poll::Pending
     }
 
     /// Copies what arrived into `buf`, waiting until something did, the
@@ -215,42 +257,70 @@ impl Shared {
         let mut s = self.state.lock();
         let mut timed_out = false;
         loop {
-            if s.buffered > 0 {
-                let mut n = 0;
-                while n < buf.len() {
-                    let Some(front) = s.chunks.front_mut() else {
-                        break;
-                    };
-                    let bytes = front.bytes();
-                    let take = bytes.len().min(buf.len() - n);
-                    buf[n..n + take].copy_from_slice(&bytes[..take]);
-                    n += take;
-                    if take == bytes.len() {
-                        s.chunks.pop_front();
-                    } else {
-                        front.advance(take);
-                    }
-                }
-                s.buffered -= n;
-                s.unreported += n as u64;
-                let report = (s.unreported >= self.report_every && !s.eof)
-                    .then(|| std::mem::take(&mut s.unreported));
-                return Ok((n, report));
-            }
-            if s.eof {
-                return Ok((0, None));
-            }
-            if let Some(e) = &s.failed {
-                return Err(ReadError::Stream(e.clone()));
-            }
-            if buf.is_empty() {
-                return Ok((0, None));
+            if let Some(done) = self.read_now(&mut s, buf) {
+                return done;
             }
             if timed_out {
                 return Err(ReadError::TimedOut);
             }
             timed_out = wait(&self.readable, &mut s, deadline);
         }
+    }
+
+    /// [`Shared::read`] for a task: `Pending` (and woken later) instead of waiting.
+    pub(crate) fn poll_read(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<Result<(usize, Option<u64>), ReadError>> {
+        let mut s = self.state.lock();
+        match self.read_now(&mut s, buf) {
+            Some(done) => Poll::Ready(done),
+            None => {
+                park(&mut s.read_waker, cx);
+                Poll::Pending
+            }
+        }
+    }
+
+    /// What a read gets now, if it need not wait.
+    fn read_now(
+        &self,
+        s: &mut State,
+        buf: &mut [u8],
+    ) -> Option<Result<(usize, Option<u64>), ReadError>> {
+        if s.buffered > 0 {
+            let mut n = 0;
+            while n < buf.len() {
+                let Some(front) = s.chunks.front_mut() else {
+                    break;
+                };
+                let bytes = front.bytes();
+                let take = bytes.len().min(buf.len() - n);
+                buf[n..n + take].copy_from_slice(&bytes[..take]);
+                n += take;
+                if take == bytes.len() {
+                    s.chunks.pop_front();
+                } else {
+                    front.advance(take);
+                }
+            }
+            s.buffered -= n;
+            s.unreported += n as u64;
+            let report = (s.unreported >= self.report_every && !s.eof)
+                .then(|| std::mem::take(&mut s.unreported));
+            return Some(Ok((n, report)));
+        }
+        if s.eof {
+            return Some(Ok((0, None)));
+        }
+        if let Some(e) = &s.failed {
+            return Some(Err(ReadError::Stream(e.clone())));
+        }
+        if buf.is_empty() {
+            return Some(Ok((0, None)));
+        }
+        None
     }
 
     /// Reserves room for up to `want` bytes in the send buffer, waiting
@@ -263,26 +333,50 @@ impl Shared {
         let mut s = self.state.lock();
         let mut timed_out = false;
         loop {
-            if let Some(e) = &s.failed {
-                return Err(WriteError::Stream(e.clone()));
-            }
-            if s.stopped {
-                return Err(WriteError::Stream(StreamError::Stopped));
-            }
-            if s.writer_done {
-                return Err(WriteError::Finished);
-            }
-            if s.queued < self.send_buffer {
-                let room = usize::try_from(self.send_buffer - s.queued).unwrap_or(usize::MAX);
-                let n = want.min(room);
-                s.queued += n as u64;
-                return Ok(n);
+            if let Some(done) = self.reserve_now(&mut s, want) {
+                return done;
             }
             if timed_out {
                 return Err(WriteError::TimedOut);
             }
             timed_out = wait(&self.writable, &mut s, deadline);
         }
+    }
+
+    /// [`Shared::reserve`] for a task.
+    pub(crate) fn poll_reserve(
+        &self,
+        cx: &mut Context<'_>,
+        want: usize,
+    ) -> Poll<Result<usize, WriteError>> {
+        let mut s = self.state.lock();
+        match self.reserve_now(&mut s, want) {
+            Some(done) => Poll::Ready(done),
+            None => {
+                park(&mut s.write_waker, cx);
+                Poll::Pending
+            }
+        }
+    }
+
+    /// What a reservation gets now, if it need not wait.
+    fn reserve_now(&self, s: &mut State, want: usize) -> Option<Result<usize, WriteError>> {
+        if let Some(e) = &s.failed {
+            return Some(Err(WriteError::Stream(e.clone())));
+        }
+        if s.stopped {
+            return Some(Err(WriteError::Stream(StreamError::Stopped)));
+        }
+        if s.writer_done {
+            return Some(Err(WriteError::Finished));
+        }
+        if s.queued < self.send_buffer {
+            let room = usize::try_from(self.send_buffer - s.queued).unwrap_or(usize::MAX);
+            let n = want.min(room);
+            s.queued += n as u64;
+            return Some(Ok(n));
+        }
+        None
     }
 
     /// Gives back a reservation that could not be handed to the reactor.
@@ -296,19 +390,25 @@ impl Shared {
         let mut s = self.state.lock();
         let mut timed_out = false;
         loop {
-            if let Some(e) = &s.failed {
-                return Err(WriteError::Stream(e.clone()));
-            }
-            if s.stopped {
-                return Err(WriteError::Stream(StreamError::Stopped));
-            }
-            if s.queued == 0 {
-                return Ok(());
+            if let Some(done) = drained_now(&s) {
+                return done;
             }
             if timed_out {
                 return Err(WriteError::TimedOut);
             }
             timed_out = wait(&self.writable, &mut s, deadline);
+        }
+    }
+
+    /// [`Shared::drain`] for a task.
+    pub(crate) fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<Result<(), WriteError>> {
+        let mut s = self.state.lock();
+        match drained_now(&s) {
+            Some(done) => Poll::Ready(done),
+            None => {
+                park(&mut s.write_waker, cx);
+                Poll::Pending
+            }
         }
     }
 
@@ -321,6 +421,39 @@ impl Shared {
     pub(crate) fn buffered(&self) -> usize {
         self.state.lock().buffered
     }
+}
+
+/// The answer to an open, if there is one by now.
+fn accepted_now(s: &State, deadline: Instant) -> Option<Result<(), StreamError>> {
+    if let Some(e) = &s.failed {
+        Some(Err(e.clone()))
+    } else if s.accepted {
+        Some(Ok(()))
+    } else if Instant::now() >= deadline {
+        Some(Err(StreamError::Timeout))
+    } else {
+        None
+    }
+}
+
+impl deadlines::Expire for Shared {
+    fn expire(&self) {
+        let waker = self.state.lock().read_waker.take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// Whether the send buffer is empty (or can never empty), if a drain need not wait.
+fn drained_now(s: &State) -> Option<Result<(), WriteError>> {
+    if let Some(e) = &s.failed {
+        return Some(Err(WriteError::Stream(e.clone())));
+    }
+    if s.stopped {
+        return Some(Err(WriteError::Stream(StreamError::Stopped)));
+    }
+    (s.queued == 0).then_some(Ok(()))
 }
 
 /// Why a read returned no bytes.
