@@ -76,13 +76,72 @@ pub enum Side {
     Remote,
 }
 
+/// A peer handler's error, as the caller receives it.
+///
+/// Its [`message`](RemoteError::message) is always there; a handler that
+/// returned [`HandlerError::typed`](crate::HandlerError::typed) also sent
+/// the error value, which [`RemoteError::data`] decodes into the caller's
+/// type for it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RemoteError {
+    message: String,
+    data: Option<Vec<u8>>,
+}
+
+impl RemoteError {
+    /// An error with this message and no typed value.
+    pub fn new(message: impl Into<String>) -> Self {
+        RemoteError {
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    /// The handler's message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The typed error: `None` if the handler sent only a message, else the
+    /// value decoded into `E` (or why it does not decode).
+    pub fn data<E: serde::de::DeserializeOwned>(&self) -> Option<Result<E, String>> {
+        let bytes = self.data.as_deref()?;
+        Some(rmp_serde::from_slice(bytes).map_err(|e| e.to_string()))
+    }
+
+    /// From a TypedError payload: `(message, error)` as a MessagePack
+    /// array of a str and a bin. A payload that is not that keeps its text.
+    pub(crate) fn from_typed_payload(payload: &[u8]) -> Self {
+        match rmp_serde::from_slice::<(String, serde_bytes::ByteBuf)>(payload) {
+            Ok((message, data)) => RemoteError {
+                message,
+                data: Some(data.into_vec()),
+            },
+            Err(_) => RemoteError::new(String::from_utf8_lossy(payload)),
+        }
+    }
+}
+
+impl From<&str> for RemoteError {
+    fn from(message: &str) -> Self {
+        RemoteError::new(message)
+    }
+}
+
+/// The payload of a TypedError reply (see [`RemoteError::from_typed_payload`]).
+pub(crate) fn encode_typed_error(message: &str, data: &[u8]) -> Result<Vec<u8>, String> {
+    rmp_serde::to_vec(&(message, serde_bytes::Bytes::new(data))).map_err(|e| e.to_string())
+}
+
 /// Why one targeted peer produced no reply.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallError {
-    /// The peer's handler returned an error (its message).
+    /// The peer's handler returned an error (or panicked): its message, and
+    /// for a typed error the error itself.
     #[error("remote handler failed: {0}")]
-    Remote(String),
+    Remote(RemoteError),
     /// The peer has no handler registered under that method name.
     #[error("unknown method")]
     UnknownMethod,

@@ -73,7 +73,7 @@ pub use crate::core::{
     Access, Limits, LostReason, NodeStats, PeerEvent, PeerInfo, PeerState, PeerStats, Rejection,
     Timers,
 };
-pub use crate::error::{CallError, Error, Side, StreamError};
+pub use crate::error::{CallError, Error, RemoteError, Side, StreamError};
 pub use crate::node::{
     CallContext, Events, HandlerError, Node, NodeBuilder, PendingCall, Response, Responses, To,
     WeakNode,

@@ -136,7 +136,7 @@ fn remote_failures_are_typed_and_distinguishable() {
     let a = node("a");
     let b = node("b");
     b.register("fail", |_c, (): ()| -> Result<(), HandlerError> {
-        Err("no can do".into())
+        Err(HandlerError::new("no can do"))
     })
     .unwrap();
     b.register("panics", |_c, (): ()| -> Result<(), HandlerError> {
@@ -161,7 +161,7 @@ fn remote_failures_are_typed_and_distinguishable() {
     ));
     let panicked = a.call_one::<_, ()>("b", "panics", &(), t);
     assert!(
-        matches!(&panicked, Err(CallError::Remote(m)) if m.contains("boom")),
+        matches!(&panicked, Err(CallError::Remote(m)) if m.message().contains("boom")),
         "{panicked:?}"
     );
     // The reply does not decode into the type the caller asked for.
@@ -323,4 +323,59 @@ fn a_pending_call_fails_at_once_when_the_peer_closes() {
         Some(&Err(CallError::PeerLost(LostReason::Parted)))
     );
     assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+/// What a handler's typed error is, for the caller to match on.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+enum LookupError {
+    NotFound { key: String },
+    Forbidden,
+}
+
+impl std::fmt::Display for LookupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LookupError::NotFound { key } => write!(f, "no entry {key:?}"),
+            LookupError::Forbidden => f.write_str("forbidden"),
+        }
+    }
+}
+
+#[test]
+fn a_typed_error_crosses_the_wire_and_decodes_into_the_callers_type() {
+    let a = node("a");
+    let b = node("b");
+    b.register("lookup", |_c, key: String| -> Result<u32, HandlerError> {
+        match key.as_str() {
+            "one" => Ok(1),
+            "secret" => Err(HandlerError::typed(&LookupError::Forbidden)),
+            _ => Err(HandlerError::typed(&LookupError::NotFound { key })),
+        }
+    })
+    .unwrap();
+    // `?` on any std error in a handler.
+    b.register("parse", |_c, text: String| Ok(text.parse::<u32>()?))
+        .unwrap();
+    join(&a, &b);
+    assert_eq!(a.call_one::<_, u32>("b", "lookup", &"one", PATIENCE), Ok(1));
+    let Err(CallError::Remote(e)) = a.call_one::<_, u32>("b", "lookup", &"two", PATIENCE) else {
+        panic!("a remote error");
+    };
+    assert_eq!(e.message(), "no entry \"two\"");
+    assert_eq!(
+        e.data::<LookupError>(),
+        Some(Ok(LookupError::NotFound { key: "two".into() }))
+    );
+    let Err(CallError::Remote(e)) = a.call_one::<_, u32>("b", "lookup", &"secret", PATIENCE) else {
+        panic!("a remote error");
+    };
+    assert_eq!(e.data::<LookupError>(), Some(Ok(LookupError::Forbidden)));
+    // A type that does not fit says so; an untyped error has no data.
+    assert!(matches!(e.data::<u64>(), Some(Err(_))));
+    let Err(CallError::Remote(e)) = a.call_one::<_, u32>("b", "parse", &"x1", PATIENCE) else {
+        panic!("a remote error");
+    };
+    assert_eq!(e.message(), "invalid digit found in string");
+    assert_eq!(e.data::<LookupError>(), None);
+    assert_eq!(a.call_one::<_, u32>("b", "parse", &"41", PATIENCE), Ok(41));
 }

@@ -316,7 +316,7 @@ fn unknown_services_refusals_and_bad_init_are_typed_errors() {
             incoming.refuse("too many");
             return Ok(());
         }
-        Err("no thanks".into())
+        Err(bilateral::HandlerError::new("no thanks"))
     })
     .unwrap();
     match a.open_stream("b", "nothing", &(), PATIENCE) {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::mesh::{Action, Job, JobDone, JobOutcome, Mesh, Purpose};
 use super::peer::Link;
-use crate::error::{CallError, Side};
+use crate::error::{CallError, RemoteError, Side};
 use crate::protocol::{Cast, Message, NodeName, Reply, ReplyStatus, Request};
 
 impl<C: Clone> Mesh<C> {
@@ -212,14 +212,18 @@ impl<C: Clone> Mesh<C> {
         let text = || String::from_utf8_lossy(r.payload).into_owned();
         let outcome = match r.status {
             ReplyStatus::Ok => Ok(r.payload.to_vec()),
-            ReplyStatus::HandlerError => Err(CallError::Remote(text())),
+            ReplyStatus::HandlerError => Err(CallError::Remote(RemoteError::new(text()))),
+            ReplyStatus::TypedError => Err(CallError::Remote(RemoteError::from_typed_payload(
+                r.payload,
+            ))),
             ReplyStatus::UnknownMethod => Err(CallError::UnknownMethod),
             ReplyStatus::BadArguments => Err(CallError::BadArguments(text())),
             ReplyStatus::Overloaded => Err(CallError::Overloaded(Side::Remote)),
             ReplyStatus::ShuttingDown => Err(CallError::ShuttingDown),
-            ReplyStatus::Other(code) => {
-                Err(CallError::Remote(format!("status {code}: {}", text())))
-            }
+            ReplyStatus::Other(code) => Err(CallError::Remote(RemoteError::new(format!(
+                "status {code}: {}",
+                text()
+            )))),
         };
         match self.calls.resolve(r.request_id, name, outcome) {
             Some(resolved) => self.push_resolved(vec![resolved]),

@@ -56,61 +56,80 @@ impl CallContext {
     }
 }
 
-/// The error a handler returns; its text reaches the caller as
-/// [`crate::CallError::Remote`].
+/// The error a handler returns. The caller gets it as
+/// [`crate::CallError::Remote`]: always its message, and, for an error made
+/// with [`HandlerError::typed`], the error value itself, which the caller
+/// decodes with [`RemoteError::data`](crate::RemoteError::data).
+///
+/// Any `std::error::Error` converts into it, so `?` works in a handler:
+///
+/// ```
+/// # use bilateral::{CallContext, HandlerError};
+/// fn parse(_ctx: &CallContext, text: String) -> Result<u32, HandlerError> {
+///     Ok(text.trim().parse::<u32>()?)
+/// }
+/// ```
+///
+/// (For that reason it does not implement `std::error::Error` itself: a
+/// type cannot both be an `Error` and convert from every `Error`, as with
+/// `anyhow::Error`. It is `Display` and `Debug`.)
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HandlerError(String);
+pub struct HandlerError {
+    message: String,
+    /// A typed error, MessagePack-encoded.
+    data: Option<Vec<u8>>,
+}
 
 impl HandlerError {
     /// An error with this message.
     pub fn new(message: impl fmt::Display) -> Self {
-        HandlerError(message.to_string())
+        HandlerError {
+            message: message.to_string(),
+            data: None,
+        }
+    }
+
+    /// A typed error: the caller receives `error` itself (MessagePack) as
+    /// well as its message.
+    pub fn typed<E: Serialize + fmt::Display + ?Sized>(error: &E) -> Self {
+        let data = match encode(error) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                log::warn!("a typed handler error does not encode ({e}); sending its message only");
+                None
+            }
+        };
+        HandlerError {
+            message: error.to_string(),
+            data,
+        }
     }
 
     /// Converts any error, keeping its message.
     pub fn from_error(error: impl std::error::Error) -> Self {
-        HandlerError(error.to_string())
+        HandlerError::new(error)
     }
 
     /// The message.
     pub fn message(&self) -> &str {
-        &self.0
+        &self.message
+    }
+
+    /// The encoded typed error, if any.
+    pub(crate) fn data(&self) -> Option<&[u8]> {
+        self.data.as_deref()
     }
 }
 
 impl fmt::Display for HandlerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
-impl From<String> for HandlerError {
-    fn from(s: String) -> Self {
-        HandlerError(s)
-    }
-}
-
-impl From<&str> for HandlerError {
-    fn from(s: &str) -> Self {
-        HandlerError(s.to_string())
-    }
-}
-
-impl From<std::io::Error> for HandlerError {
-    fn from(e: std::io::Error) -> Self {
-        HandlerError(e.to_string())
-    }
-}
-
-impl From<crate::error::StreamError> for HandlerError {
-    fn from(e: crate::error::StreamError) -> Self {
-        HandlerError(e.to_string())
-    }
-}
-
-impl From<Box<dyn std::error::Error + Send + Sync>> for HandlerError {
-    fn from(e: Box<dyn std::error::Error + Send + Sync>) -> Self {
-        HandlerError(e.to_string())
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for HandlerError {
+    fn from(error: E) -> Self {
+        HandlerError::new(error)
     }
 }
 
@@ -118,7 +137,7 @@ impl From<Box<dyn std::error::Error + Send + Sync>> for HandlerError {
 #[derive(Debug)]
 pub(crate) enum Failure {
     BadArguments(String),
-    Handler(String),
+    Handler(HandlerError),
 }
 
 pub(crate) type ErasedHandler =
@@ -141,8 +160,8 @@ impl Registry {
         let erased = move |ctx: &CallContext, bytes: &[u8]| -> Result<Vec<u8>, Failure> {
             let args: A =
                 rmp_serde::from_slice(bytes).map_err(|e| Failure::BadArguments(e.to_string()))?;
-            let reply = handler(ctx, args).map_err(|e| Failure::Handler(e.0))?;
-            encode(&reply).map_err(Failure::Handler)
+            let reply = handler(ctx, args).map_err(Failure::Handler)?;
+            encode(&reply).map_err(|e| Failure::Handler(HandlerError::new(e)))
         };
         self.map
             .write()

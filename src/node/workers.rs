@@ -164,7 +164,13 @@ fn outcome(registry: &Registry, job: &Job) -> JobOutcome {
             log::debug!("{} sent bad arguments to {:?}: {e}", job.peer, job.method);
             reply(ReplyStatus::BadArguments, e.into_bytes())
         }
-        Ok(Err(Failure::Handler(e))) => reply(ReplyStatus::HandlerError, e.into_bytes()),
+        Ok(Err(Failure::Handler(e))) => match e.data() {
+            Some(data) => match crate::error::encode_typed_error(e.message(), data) {
+                Ok(payload) => reply(ReplyStatus::TypedError, payload),
+                Err(_) => reply(ReplyStatus::HandlerError, e.message().as_bytes().to_vec()),
+            },
+            None => reply(ReplyStatus::HandlerError, e.message().as_bytes().to_vec()),
+        },
         Err(panic) => {
             let text = panic
                 .downcast_ref::<&str>()

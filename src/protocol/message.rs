@@ -262,6 +262,9 @@ pub enum ReplyStatus {
     Overloaded,
     /// The callee is shutting down and will not run the handler.
     ShuttingDown,
+    /// The handler returned a typed error (payload: MessagePack array of
+    /// its message, a str, and the error value encoded as MessagePack, a bin).
+    TypedError,
     /// A status this implementation does not know.
     Other(u8),
 }
@@ -275,6 +278,7 @@ impl ReplyStatus {
             ReplyStatus::BadArguments => 3,
             ReplyStatus::Overloaded => 4,
             ReplyStatus::ShuttingDown => 5,
+            ReplyStatus::TypedError => 6,
             ReplyStatus::Other(c) => c,
         }
     }
@@ -287,6 +291,7 @@ impl ReplyStatus {
             3 => ReplyStatus::BadArguments,
             4 => ReplyStatus::Overloaded,
             5 => ReplyStatus::ShuttingDown,
+            6 => ReplyStatus::TypedError,
             c => ReplyStatus::Other(c),
         }
     }
