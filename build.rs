@@ -46,8 +46,36 @@ const HANDOVER_FIX_PIPE: (&str, &str) = (
     "    const bool socket_pipe = pipe_ == _pipe;\n    if (pipe_ == _pipe) {\n        // If this is our current pipe, remove it",
 );
 
+/// Set in the environment of the child that builds libzmq (see [`main`]).
+const CHILD: &str = "BILATERAL_BUILD_LIBZMQ";
+
+/// libzmq's C++ sources emit dozens of upstream warnings (unused parameters
+/// and the like) that `cc` would pass on as this crate's build warnings, in
+/// every crate that depends on it. `cc` takes compiler flags only from the
+/// environment, so the build runs in a child process of this script whose
+/// environment adds `-w`; its output, cargo's directives, goes to cargo as
+/// this script's own.
 fn main() {
+    if env::var_os(CHILD).is_some() {
+        return build_libzmq();
+    }
     println!("cargo:rerun-if-changed=build.rs");
+    let quiet = |var: &str| {
+        let mut flags = env::var(var).unwrap_or_default();
+        flags.push_str(" -w");
+        flags
+    };
+    let me = env::current_exe().expect("the build script knows its own path");
+    let status = Command::new(me)
+        .env(CHILD, "1")
+        .env("CXXFLAGS", quiet("CXXFLAGS"))
+        .env("CFLAGS", quiet("CFLAGS"))
+        .status()
+        .expect("the build script can run itself");
+    assert!(status.success(), "building libzmq failed");
+}
+
+fn build_libzmq() {
     let include = env::var("DEP_SODIUM_INCLUDE")
         .expect("libsodium-sys-stable did not report DEP_SODIUM_INCLUDE");
     let lib =
