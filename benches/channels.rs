@@ -13,10 +13,7 @@ use bilateral::testkit::{TestMesh, Topology, Transport};
 use bilateral::{Channel, ChannelConfig, ChannelEvent};
 
 fn config() -> Option<ChannelConfig> {
-    Some(ChannelConfig {
-        sync_interval: Duration::from_millis(200),
-        ..ChannelConfig::default()
-    })
+    Some(ChannelConfig::default().sync_interval(Duration::from_millis(200)))
 }
 
 fn p50(mut samples: Vec<Duration>) -> Duration {

@@ -18,7 +18,7 @@ mod common;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bilateral::zmq::{Context, Message, SendFlags, Socket, SocketType};
+use bilateral::testkit::zmq::{Context, Message, SendFlags, Socket, SocketType};
 use bilateral::{Keypair, Node, To};
 use common::*;
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bilateral::zmq::{Context, Message, SendFlags, SocketType};
+use bilateral::testkit::zmq::{Context, Message, SendFlags, SocketType};
 use bilateral::{Incoming, Node};
 use common::*;
 

@@ -28,10 +28,7 @@ fn start(name: &str, endpoint: &str) -> Result<(Node, Channel<FileInfo>), Box<dy
         .lost_timeout(Duration::from_secs(1))
         .backoff(Duration::from_millis(100), Duration::from_secs(1))
         .start()?;
-    let config = ChannelConfig {
-        sync_interval: Duration::from_millis(500),
-        ..ChannelConfig::default()
-    };
+    let config = ChannelConfig::default().sync_interval(Duration::from_millis(500));
     let data = node.channel_with::<FileInfo>("data", Some(config))?;
     // Like $ch("data").peer(...) on every script: each names the others.
     data.peer(NAMES.iter().filter(|n| **n != name));

@@ -23,12 +23,12 @@ pub enum Error {
     Bind {
         /// The endpoint.
         endpoint: String,
-        /// libzmq's error.
-        source: crate::zmq::Error,
+        /// Why.
+        source: SocketError,
     },
-    /// libzmq failed.
+    /// The ZeroMQ layer failed.
     #[error("zeromq: {0}")]
-    Zmq(#[from] crate::zmq::Error),
+    Socket(SocketError),
     /// The operation needs a thread and the system refused to start one.
     #[error("cannot start thread: {0}")]
     Thread(std::io::Error),
@@ -64,6 +64,37 @@ pub enum Error {
     /// A bounded queue is full; try again later.
     #[error("overloaded: {0}")]
     Overloaded(&'static str),
+}
+
+/// An error of the ZeroMQ layer under the node: libzmq's `errno` and its
+/// message.
+#[derive(Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SocketError(crate::zmq::Error);
+
+impl SocketError {
+    /// libzmq's `errno` value.
+    pub fn errno(&self) -> i32 {
+        self.0.errno()
+    }
+}
+
+impl std::fmt::Debug for SocketError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SocketError({}: {})", self.0.errno(), self.0)
+    }
+}
+
+impl From<crate::zmq::Error> for SocketError {
+    fn from(e: crate::zmq::Error) -> Self {
+        SocketError(e)
+    }
+}
+
+impl From<crate::zmq::Error> for Error {
+    fn from(e: crate::zmq::Error) -> Self {
+        Error::Socket(SocketError(e))
+    }
 }
 
 /// Which side was overloaded.

@@ -28,16 +28,29 @@
 //! # Ok(()) }
 //! ```
 //!
-//! ## Layers
+//! ## What is here
 //!
-//! - [`zmq`]: a small safe binding over libzmq 4.3.5 (built from source with
-//!   CURVE through libsodium). The only module with unsafe code.
-//! - [`protocol`]: names, messages and their byte encoding (`PROTOCOL.md`).
-//! - [`core`]: the sans-IO state machines — peer sessions, join and
-//!   heartbeat timers, backoff, the pending-call table. They take events and
-//!   the current time and return actions; no sockets, threads or clocks.
-//! - [`node`]: the I/O shell — the [`Node`] handle, one reactor thread that
-//!   owns every socket, and a bounded worker pool for handlers.
+//! - At the root: the [`Node`] and its [`NodeBuilder`], calls ([`To`],
+//!   [`PendingCall`], [`Responses`], [`CallError`]), handlers
+//!   ([`CallContext`], [`HandlerError`]), membership ([`Events`],
+//!   [`PeerEvent`], [`PeerInfo`]), settings ([`Timers`], [`Limits`]) and errors.
+//! - [`channel`]: replicated key-value channels.
+//! - [`stream`]: data connections, byte streams between two nodes.
+//! - [`security`]: CURVE keys and key files.
+//! - `testkit` and `faults` (with the `testkit` feature): in-process test
+//!   meshes, fault injection, [`Node::kill`](crate::Node), and the raw
+//!   ZeroMQ binding for tests that speak the protocol by hand.
+//!
+//! Every wait exists blocking and async: [`PendingCall`] is a `Future`,
+//! [`Events`] and [`channel::Watch`] are `futures_core::Stream`s, the stream
+//! halves implement `futures_io`'s `AsyncRead`/`AsyncWrite` (and tokio's,
+//! with the `tokio` feature). No runtime is assumed.
+//!
+//! Inside, the layers are a small safe binding over libzmq 4.3.5 (the only
+//! `unsafe` code), the wire protocol (`PROTOCOL.md`), a sans-IO core of
+//! state machines that take events and the current time and return actions,
+//! and the I/O shell: one reactor thread per node that owns every socket,
+//! and a bounded worker pool for handlers.
 //!
 //! ## Guarantees
 //!
@@ -55,16 +68,21 @@
 #![warn(missing_docs)]
 
 pub mod channel;
-pub mod core;
-pub mod error;
+mod core;
+mod error;
+#[cfg(feature = "testkit")]
 pub mod faults;
+#[cfg(not(feature = "testkit"))]
+#[allow(dead_code)] // the injector is on the send path; only `testkit` can set a plan
+mod faults;
 mod mailbox;
-pub mod node;
-pub mod protocol;
+mod node;
+mod protocol;
 pub mod security;
 pub mod stream;
+#[cfg(feature = "testkit")]
 pub mod testkit;
-pub mod zmq;
+mod zmq;
 
 pub use crate::channel::{
     Change, Channel, ChannelConfig, ChannelError, ChannelEvent, Permission, Watch,
@@ -73,10 +91,10 @@ pub use crate::core::{
     Access, Limits, LostReason, NodeStats, PeerEvent, PeerInfo, PeerState, PeerStats, Rejection,
     Timers,
 };
-pub use crate::error::{CallError, Error, RemoteError, Side, StreamError};
+pub use crate::error::{CallError, Error, RemoteError, Side, SocketError, StreamError};
 pub use crate::node::{
-    CallContext, Events, HandlerError, Node, NodeBuilder, PendingCall, Response, Responses, To,
-    WeakNode,
+    CallContext, Context, Events, HandlerError, Node, NodeBuilder, PendingCall, Response,
+    Responses, To, WeakNode,
 };
 pub use crate::protocol::{NodeName, RejectCode};
 pub use crate::security::{KeyError, Keypair, PublicKey};

@@ -24,6 +24,16 @@
 
 use std::time::{Duration, Instant};
 
+/// The raw ZeroMQ binding the crate is built on, for tests that must speak
+/// the wire protocol by hand (a hostile or foreign peer) and for benchmarks
+/// that measure raw libzmq beside Bilateral. Not a stable API.
+pub mod zmq {
+    pub use crate::zmq::{
+        Context, Error, Message, PollItem, SendFlags, Socket, SocketType, poll, z85_decode,
+        z85_encode,
+    };
+}
+
 use crate::core::PeerState;
 use crate::error::Error;
 use crate::node::{Node, NodeBuilder};
@@ -31,6 +41,7 @@ use crate::zmq::Context;
 
 /// Which node dials which.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Topology {
     /// Every node dials every node after it: everyone is joined to everyone.
     Full,
@@ -65,6 +76,7 @@ impl Topology {
 
 /// How the nodes of a test mesh reach each other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Transport {
     /// `inproc://` on one shared context: no sockets, no ports.
     Inproc,
@@ -128,7 +140,7 @@ impl TestMeshBuilder {
                 .backoff(Duration::from_millis(50), Duration::from_millis(500));
             builder = match &context {
                 Some(ctx) => builder
-                    .context(ctx.clone())
+                    .context(crate::Context(ctx.clone()))
                     .listen(format!("inproc://testkit-{tag}-{name}")),
                 None => builder.listen("tcp://127.0.0.1:*"),
             };

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use bilateral::PendingCall;
-use bilateral::zmq::Context;
+use bilateral::testkit::zmq::Context;
 use common::raw;
 use common::*;
 

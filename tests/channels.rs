@@ -9,11 +9,11 @@ use bilateral::{Channel, ChannelConfig, ChannelError, ChannelEvent, Node};
 use common::*;
 
 fn quick() -> Option<ChannelConfig> {
-    Some(ChannelConfig {
-        sync_interval: Duration::from_millis(200),
-        pull_timeout: Duration::from_millis(500),
-        ..ChannelConfig::default()
-    })
+    Some(
+        ChannelConfig::default()
+            .sync_interval(Duration::from_millis(200))
+            .pull_timeout(Duration::from_millis(500)),
+    )
 }
 
 fn open(node: &Node) -> Channel<String> {
@@ -169,10 +169,7 @@ fn peer_all_finds_every_node_that_replicates_the_channel() {
 #[test]
 fn limits_refuse_the_write_with_a_clear_error() {
     let mesh = tcp_mesh(1, Topology::Full);
-    let config = ChannelConfig {
-        max_entries: 3,
-        ..ChannelConfig::default()
-    };
+    let config = ChannelConfig::default().max_entries(3);
     let c: Channel<u32> = mesh.node(0).channel_with("small", Some(config)).unwrap();
     c.set_all([("a", 1), ("b", 2), ("c", 3)]).unwrap();
     assert_eq!(

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bilateral::zmq::{Context, SendFlags, SocketType};
+use bilateral::testkit::zmq::{Context, SendFlags, SocketType};
 use bilateral::{CallError, Error, Keypair, LostReason, Node, NodeBuilder, PeerEvent, RejectCode};
 use common::*;
 
@@ -165,7 +165,7 @@ fn an_allowed_key_cannot_act_as_another_node() {
     rogue.set_routing_id(honest.name().as_bytes()).unwrap();
     rogue.set_curve_serverkey(ks.public().as_bytes()).unwrap();
     rogue.set_curve_publickey(kx.public().as_bytes()).unwrap();
-    let secret: [u8; 32] = bilateral::zmq::z85_decode(&kx.secret_z85())
+    let secret: [u8; 32] = bilateral::testkit::zmq::z85_decode(&kx.secret_z85())
         .unwrap()
         .try_into()
         .unwrap();
@@ -368,7 +368,7 @@ fn the_wire_carries_no_plaintext_in_curve_mode_and_does_in_plaintext_mode() {
 #[test]
 fn curve_nodes_need_their_own_context_and_names_must_be_their_keys() {
     let k = keys();
-    let ctx = Context::new().unwrap();
+    let ctx = bilateral::Context::new().unwrap();
     let first = secure(&k).context(ctx.clone()).start().unwrap();
     let second = secure(&keys()).context(ctx).start();
     assert!(matches!(second, Err(Error::InvalidConfig(_))), "{second:?}");

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use bilateral::zmq::{Context, PollItem, SendFlags, SocketType};
+use bilateral::testkit::zmq::{Context, PollItem, SendFlags, SocketType};
 use common::raw::{dealer as raw_dealer, frame, join_frame, next_kind, send_parts};
 use common::*;
 
@@ -55,7 +55,7 @@ fn malformed_traffic_is_dropped_counted_and_the_node_keeps_serving() {
 
     // The rogue, told to join, gets REJECT(NotJoined) answers and no data.
     let mut items = [PollItem::readable(&rogue)];
-    bilateral::zmq::poll(&mut items, Some(PATIENCE)).unwrap();
+    bilateral::testkit::zmq::poll(&mut items, Some(PATIENCE)).unwrap();
     let (answer, _) = rogue.recv_multipart(true, 4).unwrap();
     assert_eq!(answer[0].as_bytes()[1], 3, "a REJECT");
 

@@ -116,7 +116,7 @@ fn nodes_pick_distinct_free_ports() {
 
 #[test]
 fn nodes_sharing_a_context_talk_over_inproc() {
-    let ctx = bilateral::zmq::Context::new().unwrap();
+    let ctx = bilateral::Context::new().unwrap();
     let a = builder_on("a", "inproc://lifecycle-a")
         .context(ctx.clone())
         .start()

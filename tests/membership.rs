@@ -157,7 +157,7 @@ fn connect_refuses_bad_names_bad_endpoints_and_itself() {
     ));
     assert!(matches!(
         a.connect("b", "bogus://nowhere"),
-        Err(Error::Zmq(_))
+        Err(Error::Socket(_))
     ));
     assert!(
         a.peer_info("b").is_none(),

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bilateral::zmq::{Context, PollItem, SendFlags, SocketType};
+use bilateral::testkit::zmq::{Context, PollItem, SendFlags, SocketType};
 use bilateral::{CallError, LostReason, PeerEvent, PeerState, To};
 use common::*;
 use serde::{Deserialize, Serialize};
@@ -139,7 +139,7 @@ fn bug04_a_client_presenting_the_nodes_own_name_is_refused_and_the_node_keeps_se
     impostor.send(&join_frame, SendFlags::NONE).unwrap();
     // The impostor is told why.
     let mut items = [PollItem::readable(&impostor)];
-    bilateral::zmq::poll(&mut items, Some(PATIENCE)).unwrap();
+    bilateral::testkit::zmq::poll(&mut items, Some(PATIENCE)).unwrap();
     let (reject, _) = impostor.recv_multipart(true, 2).unwrap();
     assert_eq!(reject[0].as_bytes()[1], 3, "REJECT");
     assert_eq!(reject[0].as_bytes()[10], 4, "code JoiningItself");

@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use bilateral::zmq::Context;
+use bilateral::testkit::zmq::Context;
 use common::raw;
 use common::*;
 
@@ -34,7 +34,7 @@ fn hub_process() {
 /// One life of the restarting peer: it joins with a new incarnation and
 /// calls the hub once. It dies without a word (no PART) when the caller
 /// drops the socket, after the next life has taken over its name.
-fn live_once(ctx: &Context, endpoint: &str, incarnation: u64) -> bilateral::zmq::Socket {
+fn live_once(ctx: &Context, endpoint: &str, incarnation: u64) -> bilateral::testkit::zmq::Socket {
     let s = raw::joined(ctx, "roamer", incarnation, "hub", endpoint);
     s.set_linger(Duration::ZERO).unwrap();
     let request = raw::request_frame(incarnation, 1, 5_000, "echo", &[0x2a]);

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use bilateral::Keypair;
-use bilateral::zmq::Socket;
+use bilateral::testkit::zmq::Socket;
 
 /// CPUs this process may use.
 pub fn cores() -> usize {
@@ -41,7 +41,7 @@ pub fn curve_client(dealer: &Socket, server: &Keypair, client: &Keypair) {
 }
 
 fn secret(keys: &Keypair) -> [u8; 32] {
-    bilateral::zmq::z85_decode(&keys.secret_z85())
+    bilateral::testkit::zmq::z85_decode(&keys.secret_z85())
         .unwrap()
         .try_into()
         .unwrap()

@@ -49,6 +49,7 @@ impl<V> std::fmt::Debug for Channel<V> {
 
 /// One change of a channel, local or remote.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Change<V> {
     /// The key.
     pub key: String,
@@ -62,6 +63,7 @@ pub struct Change<V> {
 
 /// What a [`Watch`] reports.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum ChannelEvent<V> {
     /// The map changed.
     Changed(Change<V>),

@@ -11,6 +11,7 @@ use super::wire::{Entries, Hello, Pull, Push, Unpeer, WireEntry};
 
 /// Limits and timers of a channel.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct ChannelConfig {
     /// Most entries (removals included, until collected). Default 1 000 000.
     pub max_entries: usize,
@@ -47,8 +48,54 @@ impl Default for ChannelConfig {
     }
 }
 
+impl ChannelConfig {
+    /// Sets [`ChannelConfig::max_entries`].
+    pub fn max_entries(mut self, entries: usize) -> Self {
+        self.max_entries = entries;
+        self
+    }
+
+    /// Sets [`ChannelConfig::max_bytes`].
+    pub fn max_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// Sets [`ChannelConfig::sync_interval`].
+    pub fn sync_interval(mut self, interval: Duration) -> Self {
+        self.sync_interval = interval;
+        self
+    }
+
+    /// Sets [`ChannelConfig::pull_timeout`].
+    pub fn pull_timeout(mut self, timeout: Duration) -> Self {
+        self.pull_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ChannelConfig::retry_initial`].
+    pub fn retry_initial(mut self, delay: Duration) -> Self {
+        self.retry_initial = delay;
+        self
+    }
+
+    /// Sets [`ChannelConfig::tombstone_max_age`].
+    pub fn tombstone_max_age(mut self, age: Duration) -> Self {
+        self.tombstone_max_age = age;
+        self
+    }
+
+    /// Sets [`ChannelConfig::page_entries`] and [`ChannelConfig::page_bytes`].
+    pub fn page(mut self, entries: usize, bytes: usize) -> Self {
+        self.page_entries = entries;
+        self.page_bytes = bytes;
+        self
+    }
+}
+
 /// What a peer may do to this replica.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Permission {
     /// Its writes are applied (and spread further).
     #[default]
@@ -116,6 +163,7 @@ pub enum ReplicaEvent {
 
 /// Why entries from a peer were not applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Refusal {
     /// The peer may only read this channel, and the entries are its own writes.
     ReadOnly,

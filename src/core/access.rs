@@ -15,6 +15,7 @@ use crate::security::PublicKey;
 /// Which CURVE keys may connect to a node (its ROUTER). Keys this node dials
 /// are not subject to it: the peer's own policy decides those.
 #[derive(Clone, Default)]
+#[non_exhaustive]
 pub enum Access {
     /// Only keys on the node's allow-list, which can change at run time
     /// ([`crate::Node::allow_key`], [`crate::Node::revoke_key`]). The default:

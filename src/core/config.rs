@@ -8,6 +8,7 @@ use crate::security::PublicKey;
 
 /// Every timer of the peer state machine.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Timers {
     /// How often a heartbeat (PING) goes to every joined peer. Default 1 s.
     pub heartbeat_interval: Duration,
@@ -44,6 +45,7 @@ impl Default for Timers {
 
 /// Bounds on memory and work the network can make a node spend.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Limits {
     /// Largest message (call, reply, cast, stream open, with its headers)
     /// sent or accepted; larger ones are refused, or dropped and counted.

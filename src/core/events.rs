@@ -104,6 +104,7 @@ impl fmt::Display for LostReason {
 
 /// A refusal: its code and the refusing side's explanation.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Rejection {
     /// What kind of refusal.
     pub code: RejectCode,

@@ -139,6 +139,7 @@ impl<C: Clone> Mesh<C> {
         self.memory.total()
     }
 
+    #[cfg(test)]
     /// Bytes held for `peer`.
     pub fn peer_memory(&self, peer: &NodeName) -> usize {
         self.memory.held(peer)

@@ -265,19 +265,16 @@ impl<C: Clone> Mesh<C> {
         &self.cfg.name
     }
 
+    #[cfg(test)]
     /// This node's incarnation.
     pub fn incarnation(&self) -> u64 {
         self.cfg.incarnation
     }
 
+    #[cfg(test)]
     /// The configuration.
     pub fn config(&self) -> &MeshConfig {
         &self.cfg
-    }
-
-    /// Whether [`Mesh::handle_close`] was called.
-    pub fn is_closed(&self) -> bool {
-        self.closed
     }
 
     /// Changes whenever a peer appears, disappears or changes state.
@@ -318,6 +315,7 @@ impl<C: Clone> Mesh<C> {
         self.calls.len()
     }
 
+    #[cfg(test)]
     /// A snapshot of one peer.
     pub fn peer_info(&self, name: &str) -> Option<PeerInfo> {
         self.peers.get(name).map(|p| self.info(p))

@@ -31,9 +31,9 @@ pub use access::{Access, HandshakeFailure};
 pub use calls::Outcome;
 pub use config::{Limits, MeshConfig, Timers};
 pub use events::{LostReason, PeerEvent, Rejection};
-pub use mesh::{
-    Action, Delivery, Job, JobDone, JobOutcome, Mesh, Origin, Purpose, SendFailure, Transmit,
-};
+#[cfg(test)]
+pub use mesh::Purpose;
+pub use mesh::{Action, Delivery, Job, JobDone, JobOutcome, Mesh, Origin, SendFailure, Transmit};
 pub use peer::{Link, PeerInfo, PeerState};
 pub use stats::{NodeStats, PeerStats};
 pub use stream::StreamId;

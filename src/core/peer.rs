@@ -37,6 +37,7 @@ impl Link {
 
 /// The application-visible state of a peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum PeerState {
     /// A join attempt is under way.
     Joining,

@@ -337,11 +337,13 @@ impl<C: Clone> Mesh<C> {
         }
     }
 
+    #[cfg(test)]
     /// Streams open on this node.
     pub fn stream_count(&self) -> usize {
         self.streams.len()
     }
 
+    #[cfg(test)]
     /// Bytes reserved by large messages under reassembly.
     pub fn reassembly_bytes(&self) -> usize {
         self.reassembling

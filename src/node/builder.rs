@@ -95,7 +95,7 @@ impl NodeBuilder {
 
     /// Adds an endpoint to listen on: `tcp://host:port` (`tcp://127.0.0.1:*`
     /// picks a free port), `ipc:///path`, or `inproc://name` (in-process, for
-    /// nodes sharing a [`Context`]). A node without endpoints only dials out.
+    /// nodes sharing a [`Context`](crate::Context)). A node without endpoints only dials out.
     pub fn listen(mut self, endpoint: impl Into<String>) -> Self {
         self.endpoints.push(endpoint.into());
         self
@@ -329,6 +329,7 @@ impl NodeBuilder {
         self
     }
 
+    #[cfg(feature = "testkit")]
     /// Starts with fault injection on (see [`crate::faults`]); change it at
     /// run time with [`Node::set_faults`].
     pub fn faults(mut self, plan: FaultPlan) -> Self {
@@ -338,8 +339,8 @@ impl NodeBuilder {
 
     /// Uses a shared ZeroMQ context instead of a new one. Nodes must share a
     /// context to reach each other over `inproc://`.
-    pub fn context(mut self, context: Context) -> Self {
-        self.context = Some(context);
+    pub fn context(mut self, context: super::Context) -> Self {
+        self.context = Some(context.0);
         self
     }
 
@@ -450,7 +451,7 @@ impl NodeBuilder {
             }
             router.socket.bind(endpoint).map_err(|source| Error::Bind {
                 endpoint: endpoint.clone(),
-                source,
+                source: source.into(),
             })?;
             endpoints.push(router.socket.last_endpoint()?);
         }

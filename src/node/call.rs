@@ -14,6 +14,7 @@ use crate::error::CallError;
 
 /// Which peers a call or cast goes to.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum To {
     /// Every peer in session when the call starts.
     All,

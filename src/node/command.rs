@@ -56,6 +56,7 @@ pub(crate) enum Command {
         reply: Sender<Vec<PublicKey>>,
     },
     /// Change or read the fault plan; the reply is the injector's counters.
+    #[cfg_attr(not(feature = "testkit"), allow(dead_code))]
     Faults {
         change: FaultChange,
         reply: Sender<Option<FaultStats>>,
@@ -126,6 +127,7 @@ impl StreamTx {
 }
 
 /// A change to a node's fault plan.
+#[cfg_attr(not(feature = "testkit"), allow(dead_code))]
 pub(crate) enum FaultChange {
     Set(Option<Box<FaultPlan>>),
     Partition(Vec<String>),
@@ -167,4 +169,6 @@ pub(crate) struct Snapshot {
     pub stats: NodeStats,
     pub pending_calls: usize,
     pub queued_handlers: usize,
+    /// Bytes held for peers (see `core/memory.rs`).
+    pub memory_held: usize,
 }

@@ -5,6 +5,7 @@ mod builder;
 mod call;
 mod command;
 mod completion;
+mod context;
 pub(crate) mod deadlines;
 mod directory;
 mod events;
@@ -30,16 +31,20 @@ use serde::de::DeserializeOwned;
 
 pub use builder::NodeBuilder;
 pub use call::{PendingCall, Response, Responses, To};
+pub use context::Context;
 pub use events::Events;
 pub use handlers::{CallContext, HandlerError};
 
 use crate::core::{NodeStats, PeerEvent, PeerInfo, PeerState};
 use crate::error::{CallError, Error, Side};
+#[cfg(feature = "testkit")]
 use crate::faults::{FaultPlan, FaultStats};
 use crate::mailbox;
 use crate::protocol::{MethodName, NodeName};
 use crate::security::{Keypair, PublicKey};
-use command::{Command, FaultChange, Snapshot};
+#[cfg(feature = "testkit")]
+use command::FaultChange;
+use command::{Command, Snapshot};
 pub(crate) use command::{StreamCommand, StreamTx};
 use completion::{CallSink, Completion};
 use directory::Directory;
@@ -78,6 +83,8 @@ pub(crate) struct Inner {
     leftovers: Receiver<Command>,
     waker: Arc<Waker>,
     close_requested: Arc<AtomicBool>,
+    /// Set by `kill` (test support) before closing.
+    #[cfg_attr(not(feature = "testkit"), allow(dead_code))]
     abort: Arc<AtomicBool>,
     registry: Arc<Registry>,
     events: Arc<EventHub>,
@@ -755,6 +762,13 @@ impl Node {
             .map_or((0, 0), |s| (s.pending_calls, s.queued_handlers))
     }
 
+    /// Bytes this node holds for its peers now, against
+    /// [`NodeBuilder::max_memory`] (see the README's "Hostile input";
+    /// [`PeerInfo::memory`] has each peer's part).
+    pub fn memory_held(&self) -> usize {
+        self.snapshot().map_or(0, |s| s.memory_held)
+    }
+
     fn snapshot(&self) -> Result<Snapshot, Error> {
         let (reply, answer) = bounded(1);
         self.send_command(Command::Query { reply })?;
@@ -777,6 +791,7 @@ impl Node {
         self.inner.close();
     }
 
+    #[cfg(feature = "testkit")]
     /// Replaces the fault plan (`None`: faults off; messages held back for a
     /// delay are then delivered at once). See [`crate::faults`].
     pub fn set_faults(&self, plan: Option<FaultPlan>) -> Result<(), Error> {
@@ -789,6 +804,7 @@ impl Node {
             .map(|_| ())
     }
 
+    #[cfg(feature = "testkit")]
     /// Cuts this node off from `peers`, both ways, until [`Node::heal`]:
     /// nothing is sent to them and what they send is dropped on arrival, as
     /// in a network partition. Other faults of the plan are kept.
@@ -802,16 +818,19 @@ impl Node {
             .map(|_| ())
     }
 
+    #[cfg(feature = "testkit")]
     /// Removes every partition set by [`Node::partition`] or the fault plan.
     pub fn heal(&self) -> Result<(), Error> {
         self.fault_command(FaultChange::Heal).map(|_| ())
     }
 
+    #[cfg(feature = "testkit")]
     /// What fault injection has done so far, if a plan is set.
     pub fn fault_stats(&self) -> Option<FaultStats> {
         self.fault_command(FaultChange::Query).ok().flatten()
     }
 
+    #[cfg(feature = "testkit")]
     fn fault_command(&self, change: FaultChange) -> Result<Option<FaultStats>, Error> {
         let (reply, answer) = bounded(1);
         self.send_command(Command::Faults { change, reply })?;
@@ -820,6 +839,7 @@ impl Node {
             .map_err(|_| Error::Closed)
     }
 
+    #[cfg(feature = "testkit")]
     /// Stops the node as a crash would: no PART, peers find out by silence
     /// (or by the next incarnation). Meant for tests of failure handling; the
     /// local side still fails pending calls with [`CallError::Closed`] and
@@ -887,6 +907,7 @@ impl Drop for Inner {
 }
 
 /// 32 random bits (for unique test endpoint names).
+#[cfg(feature = "testkit")]
 pub(crate) fn random_u32() -> u32 {
     builder::random_u64() as u32
 }

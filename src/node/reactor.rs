@@ -457,6 +457,7 @@ impl Reactor {
                     stats: self.mesh.stats(),
                     pending_calls: self.mesh.pending_calls(),
                     queued_handlers: self.mesh.queued_handlers(),
+                    memory_held: self.mesh.memory_held(),
                 });
             }
             Command::Access { key, allow, reply } => {

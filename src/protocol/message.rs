@@ -76,15 +76,6 @@ impl Security {
             Security::Curve => 1,
         }
     }
-
-    /// The mechanism for a wire code, if known.
-    pub fn from_code(code: u8) -> Option<Self> {
-        match code {
-            0 => Some(Security::Null),
-            1 => Some(Security::Curve),
-            _ => None,
-        }
-    }
 }
 
 /// JOIN: sent by the connecting side on its DEALER, first thing and on every retry.

@@ -10,7 +10,9 @@ mod codec;
 mod message;
 mod name;
 
-pub use codec::{DecodeError, decode, request_id_of, set_request_timeout, write_data_header};
+#[cfg(test)]
+pub use codec::DecodeError;
+pub use codec::{decode, request_id_of, set_request_timeout, write_data_header};
 pub use message::{
     Cast, Data, Envelope, Fragment, Join, Message, Open, PartReason, Reject, RejectCode, Reply,
     ReplyStatus, Request, Reset, ResetCode, Security, Status, Welcome,

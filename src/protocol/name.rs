@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 /// Why a name was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NameError {
     /// Names must not be empty.
     #[error("name is empty")]
@@ -112,11 +113,6 @@ impl MethodName {
     pub fn new(name: &str) -> Result<Self, NameError> {
         validate(name)?;
         Ok(MethodName(Arc::from(name)))
-    }
-
-    /// The name as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 

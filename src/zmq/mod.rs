@@ -11,6 +11,9 @@
 //! (it is `Send`, not `Sync`).
 
 #![allow(unsafe_code)]
+// A whole small binding: the node uses most of it, the project's tests and
+// benchmarks (through `testkit::zmq`) the rest.
+#![allow(dead_code)]
 
 mod context;
 mod curve;
@@ -22,7 +25,7 @@ mod poll;
 mod socket;
 
 pub use context::Context;
-pub use curve::{CurveKeyPair, curve_keypair, curve_public, z85_decode, z85_encode};
+pub use curve::{curve_keypair, curve_public, z85_decode, z85_encode};
 pub use error::{Error, Result};
 pub use message::Message;
 pub use monitor::{EventKind, MonitorEvent, protocol_error};

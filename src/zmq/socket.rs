@@ -151,7 +151,7 @@ impl Socket {
 
     /// Starts a monitor publishing this socket's events on a PAIR bound at
     /// `inproc_endpoint`; connect a [`SocketType::Pair`] to it and read
-    /// [`super::MonitorEvent`]s. `events` is a mask of `ZMQ_EVENT_*` bits
+    /// `MonitorEvent`s. `events` is a mask of `ZMQ_EVENT_*` bits
     /// (`0xFFFF` for all).
     pub fn monitor(&self, inproc_endpoint: &str, events: u16) -> Result<()> {
         let c = c_string(inproc_endpoint)?;

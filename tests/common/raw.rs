@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use bilateral::zmq::{Context, PollItem, SendFlags, Socket, SocketType};
+use bilateral::testkit::zmq::{Context, PollItem, SendFlags, Socket, SocketType};
 
 use super::PATIENCE;
 
@@ -51,7 +51,10 @@ pub fn send_by(s: &Socket, frame: &[u8], deadline: Instant) -> bool {
                     return false;
                 }
                 let mut items = [PollItem::writable(s)];
-                let _ = bilateral::zmq::poll(&mut items, Some(left.min(Duration::from_millis(50))));
+                let _ = bilateral::testkit::zmq::poll(
+                    &mut items,
+                    Some(left.min(Duration::from_millis(50))),
+                );
             }
             Err(e) => panic!("send failed: {e}"),
         }
@@ -124,7 +127,7 @@ pub fn next_kind(socket: &Socket) -> Option<u8> {
 /// The next frame on `socket` within `timeout`.
 pub fn next_frame(socket: &Socket, timeout: Duration) -> Option<Vec<u8>> {
     let mut items = [PollItem::readable(socket)];
-    bilateral::zmq::poll(&mut items, Some(timeout)).ok()?;
+    bilateral::testkit::zmq::poll(&mut items, Some(timeout)).ok()?;
     let (frames, _) = socket.recv_multipart(true, 4).ok()?;
     frames.first().map(|f| f.as_bytes().to_vec())
 }

@@ -2,6 +2,7 @@
 
 mod access;
 mod calls;
+mod fuzz;
 mod handshake;
 mod hostile;
 mod lanes;

@@ -2,8 +2,8 @@
 //! arbitrary bytes and structure-aware mutations).
 //!
 //! ```sh
-//! cargo test --test fuzz                                      # CI: 2 000 cases per target
-//! BILATERAL_FUZZ_CASES=1000000 cargo test --release --test fuzz  # a long run
+//! cargo test --lib fuzz                                          # CI: 2 000 cases per target
+//! BILATERAL_FUZZ_CASES=1000000 cargo test --release --lib fuzz   # a long run
 //! ```
 //!
 //! Each case feeds a listener's sans-IO core a random sequence of inputs —
@@ -22,8 +22,8 @@
 
 use std::time::{Duration, Instant};
 
-use bilateral::core::{Access, Action, Limits, Mesh, MeshConfig, Origin, StreamId, Timers};
-use bilateral::protocol::{self, Join, Message, NodeName, ReplyStatus, ResetCode, Security};
+use crate::core::{Access, Action, Limits, Mesh, MeshConfig, Origin, StreamId, Timers};
+use crate::protocol::{self, Join, Message, NodeName, ReplyStatus, ResetCode, Security};
 use proptest::prelude::*;
 
 fn cases() -> u32 {
