@@ -79,6 +79,7 @@ mod mailbox;
 mod node;
 mod protocol;
 pub mod security;
+mod service;
 pub mod stream;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -93,12 +94,18 @@ pub use crate::core::{
 };
 pub use crate::error::{CallError, Error, RemoteError, Side, SocketError, StreamError};
 pub use crate::node::{
-    CallContext, Context, Events, HandlerError, Node, NodeBuilder, PendingCall, Response,
-    Responses, To, WeakNode,
+    CallContext, CallFuture, CallOneFuture, Context, Events, HandlerError, Node, NodeBuilder,
+    PendingCall, Response, Responses, To, WeakNode,
 };
 pub use crate::protocol::{NodeName, RejectCode};
 pub use crate::security::{KeyError, Keypair, PublicKey};
+#[doc(hidden)]
+pub use crate::service::__private;
+pub use crate::service::Service;
 pub use crate::stream::{Incoming, Stream, StreamReader, StreamWriter};
+/// Generates a typed server and client from a trait: see [`Service`] and
+/// the README's "Typed services".
+pub use bilateral_macros::service;
 
 /// The README's code, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

@@ -56,6 +56,7 @@ pub struct NodeBuilder {
     shutdown_grace: Duration,
     reactor_spin: Duration,
     context: Option<Context>,
+    call_timeout: Duration,
     curve: Option<Keypair>,
     access: Access,
     allowed_keys: Vec<PublicKey>,
@@ -79,6 +80,7 @@ impl NodeBuilder {
             shutdown_grace: Duration::from_secs(1),
             reactor_spin: Duration::from_micros(50),
             context: None,
+            call_timeout: Duration::from_secs(5),
             curve: None,
             access: Access::AllowList,
             allowed_keys: Vec::new(),
@@ -224,6 +226,13 @@ impl NodeBuilder {
         self
     }
 
+    /// The timeout of calls made without one (typed clients, and
+    /// [`Node::call_timeout`] for the application's own use). Default 5 s.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
     /// Most calls awaiting replies at once (default 100 000).
     pub fn max_pending_calls(mut self, calls: usize) -> Self {
         self.limits.max_pending_calls = calls;
@@ -365,6 +374,9 @@ impl NodeBuilder {
         }
         if !(0.0..=1.0).contains(&t.backoff_jitter) {
             return bad("backoff jitter must be within 0.0..=1.0");
+        }
+        if self.call_timeout.is_zero() {
+            return bad("the call timeout must be non-zero");
         }
         if self.workers == 0 || self.command_capacity == 0 || self.event_capacity == 0 {
             return bad("workers, command capacity and event capacity must be non-zero");
@@ -560,6 +572,7 @@ impl NodeBuilder {
                 directory,
                 running: Mutex::new(Some(Running { reactor, workers })),
                 shutdown_grace: self.shutdown_grace,
+                call_timeout: self.call_timeout,
                 public_key: self.curve.as_ref().map(|k| *k.public()),
                 channels: Mutex::new(None),
                 stream_services,

@@ -10,7 +10,7 @@ use std::time::Instant;
 use serde::de::DeserializeOwned;
 
 use super::completion::{Completion, Ended};
-use crate::error::CallError;
+use crate::error::{CallError, Error};
 
 /// Which peers a call or cast goes to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -154,6 +154,22 @@ impl<R> Responses<R> {
     pub fn into_vec(self) -> Vec<Response<R>> {
         self.entries
     }
+
+    /// Each entry's result converted by `f`.
+    pub(crate) fn map_results<S>(
+        self,
+        mut f: impl FnMut(Result<R, CallError>) -> Result<S, CallError>,
+    ) -> Responses<S> {
+        let entries = self
+            .entries
+            .into_iter()
+            .map(|r| Response {
+                peer: r.peer,
+                result: f(r.result),
+            })
+            .collect();
+        Responses { entries }
+    }
 }
 
 impl<R> IntoIterator for Responses<R> {
@@ -270,5 +286,55 @@ impl<R> Drop for PendingCall<R> {
                 }
             }
         }
+    }
+}
+
+/// A call started with [`crate::Node::call_async`]: its responses, or why
+/// the call could not be made. Borrows nothing; `Send` if `R` is.
+#[derive(Debug)]
+#[must_use = "a call's result is only known by awaiting it; dropping it cancels the call"]
+pub struct CallFuture<R> {
+    started: Result<PendingCall<R>, Option<Error>>,
+}
+
+impl<R> CallFuture<R> {
+    pub(crate) fn new(started: Result<PendingCall<R>, Error>) -> Self {
+        CallFuture {
+            started: started.map_err(Some),
+        }
+    }
+}
+
+impl<R: DeserializeOwned> Future for CallFuture<R> {
+    type Output = Result<Responses<R>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().started {
+            Ok(call) => Pin::new(call).poll(cx).map(Ok),
+            Err(e) => Poll::Ready(Err(e.take().unwrap_or(Error::Closed))),
+        }
+    }
+}
+
+/// A call to one peer started with [`crate::Node::call_one_async`].
+#[derive(Debug)]
+#[must_use = "a call's result is only known by awaiting it; dropping it cancels the call"]
+pub struct CallOneFuture<R> {
+    call: CallFuture<R>,
+}
+
+impl<R> CallOneFuture<R> {
+    pub(crate) fn new(call: CallFuture<R>) -> Self {
+        CallOneFuture { call }
+    }
+}
+
+impl<R: DeserializeOwned> Future for CallOneFuture<R> {
+    type Output = Result<R, CallError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.get_mut().call)
+            .poll(cx)
+            .map(super::one_result)
     }
 }

@@ -30,7 +30,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use builder::NodeBuilder;
-pub use call::{PendingCall, Response, Responses, To};
+pub use call::{CallFuture, CallOneFuture, PendingCall, Response, Responses, To};
 pub use context::Context;
 pub use events::Events;
 pub use handlers::{CallContext, HandlerError};
@@ -92,6 +92,7 @@ pub(crate) struct Inner {
     directory: Arc<RwLock<Directory>>,
     running: Mutex<Option<Running>>,
     shutdown_grace: Duration,
+    call_timeout: Duration,
     /// CURVE mode: this node's public key.
     public_key: Option<PublicKey>,
     /// The channel service, started by the first `channel` call.
@@ -240,6 +241,11 @@ impl Node {
         ))
     }
 
+    /// The timeout of calls made without one (see [`NodeBuilder::call_timeout`]).
+    pub fn call_timeout(&self) -> Duration {
+        self.inner.call_timeout
+    }
+
     /// This node's name.
     pub fn name(&self) -> &str {
         self.inner.name.as_str()
@@ -378,7 +384,8 @@ impl Node {
         service: &str,
         init: &T,
         timeout: Duration,
-    ) -> impl Future<Output = Result<crate::Stream, crate::StreamError>> + Send + 'static {
+    ) -> impl Future<Output = Result<crate::Stream, crate::StreamError>> + Send + 'static + use<T>
+    {
         use crate::StreamError;
         let deadline = Instant::now() + timeout;
         let requested = NodeName::new(peer)
@@ -490,7 +497,7 @@ impl Node {
         &self,
         peer: &str,
         timeout: Duration,
-    ) -> impl Future<Output = Result<(), Error>> + Send + 'static {
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'static + use<> {
         let deadline = Instant::now() + timeout;
         let (events, node, peer) = (self.events(), self.downgrade(), peer.to_string());
         async move {
@@ -547,13 +554,12 @@ impl Node {
         method: &str,
         args: &A,
         timeout: Duration,
-    ) -> impl Future<Output = Result<Responses<R>, Error>> + Send + 'static
+    ) -> CallFuture<R>
     where
         A: Serialize + ?Sized,
-        R: DeserializeOwned + Send + 'static,
+        R: DeserializeOwned,
     {
-        let pending = self.start_call(to, method, args, timeout);
-        async move { Ok(pending?.await) }
+        CallFuture::new(self.start_call(to, method, args, timeout))
     }
 
     /// [`Node::call_one`] as a future (see [`Node::call_async`]).
@@ -563,19 +569,12 @@ impl Node {
         method: &str,
         args: &A,
         timeout: Duration,
-    ) -> impl Future<Output = Result<R, CallError>> + Send + 'static
+    ) -> CallOneFuture<R>
     where
         A: Serialize + ?Sized,
-        R: DeserializeOwned + Send + 'static,
+        R: DeserializeOwned,
     {
-        let pending = self.start_call(peer, method, args, timeout);
-        async move {
-            let responses = match pending {
-                Ok(call) => Ok(call.await),
-                Err(e) => Err(e),
-            };
-            one_result(responses)
-        }
+        CallOneFuture::new(self.call_async(peer, method, args, timeout))
     }
 
     /// Starts a call and returns at once: a [`PendingCall`] to
@@ -941,7 +940,7 @@ fn peer_wait_step(
 }
 
 /// The single result of a call to one peer.
-fn one_result<R>(call: Result<Responses<R>, Error>) -> Result<R, CallError> {
+pub(crate) fn one_result<R>(call: Result<Responses<R>, Error>) -> Result<R, CallError> {
     match call {
         Ok(responses) => responses
             .into_iter()
