@@ -153,3 +153,59 @@ fn typed_calls_to_many_peers_async_and_cast() {
     });
     assert_eq!(store.cast_ping(To::All).unwrap(), 3);
 }
+
+#[bilateral::service]
+pub trait Slow {
+    /// Waits, then answers: served without holding a worker.
+    async fn echo_later(
+        &self,
+        ctx: &CallContext,
+        ms: u64,
+        text: String,
+    ) -> Result<String, StoreError>;
+}
+
+struct Sleeper;
+
+impl Slow for Sleeper {
+    async fn echo_later(
+        &self,
+        ctx: &CallContext,
+        ms: u64,
+        text: String,
+    ) -> Result<String, StoreError> {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        if text.is_empty() {
+            return Err(StoreError::Missing(ctx.peer().to_string()));
+        }
+        Ok(text)
+    }
+}
+
+#[test]
+fn async_service_methods_are_served_on_the_runtime() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = builder("server").workers(1).start().unwrap();
+    rt.block_on(async { server.serve(SlowServer::new(Sleeper)) })
+        .unwrap();
+    let client = node("client");
+    join(&client, &server);
+    let slow = SlowClient::new(&client).with_timeout(Duration::from_secs(5));
+    rt.block_on(async {
+        // Twenty at once on one worker, each waiting 500 ms.
+        let calls: Vec<_> = (0..20)
+            .map(|i| slow.echo_later_async("server", 500, format!("#{i}")))
+            .collect();
+        for (i, call) in calls.into_iter().enumerate() {
+            assert_eq!(call.await, Ok(Ok(format!("#{i}"))));
+        }
+        assert_eq!(
+            slow.echo_later_async("server", 1, String::new()).await,
+            Ok(Err(StoreError::Missing("client".into())))
+        );
+    });
+}

@@ -12,6 +12,11 @@
 //!   `m(peer, args…)` for one peer, `m_to(to, args…)` for any targets
 //!   (`Responses`), `m_async` and `m_to_async` as futures, `cast_m(to, args…)`.
 //!
+//! An `async fn` method is served with `Node::register_async` (the `tokio`
+//! feature; `serve` must then be called within a tokio runtime) and is
+//! declared as `fn .. -> impl Future<Output = ..> + Send`, so that it can
+//! run on a multi-threaded runtime; implementations may write `async fn`.
+//!
 //! A method returning `Result<T, E>` (with `E` other than `HandlerError`)
 //! sends `E` as a typed error, and the client hands it back as the inner
 //! `Err` of `Result<Result<T, E>, CallError>`. Client and server share the
@@ -83,12 +88,7 @@ fn expand(item: &ItemTrait) -> syn::Result<Tokens> {
         .iter()
         .map(|i| method(trait_ident, i))
         .collect::<syn::Result<Vec<_>>>()?;
-    if let Some(m) = methods.iter().find(|m| m.is_async) {
-        return Err(syn::Error::new(
-            m.ident.span(),
-            "async service methods are not supported yet: make it a plain fn",
-        ));
-    }
+    let item = &with_send_futures(item);
     let vis = &item.vis;
     let server = format_ident!("{}Server", trait_ident);
     let client = format_ident!("{}Client", trait_ident);
@@ -161,6 +161,28 @@ fn expand(item: &ItemTrait) -> syn::Result<Tokens> {
             #(#client_methods)*
         }
     })
+}
+
+/// The trait with each `async fn` written as a `fn` returning
+/// `impl Future + Send`: an async handler runs on a multi-threaded runtime,
+/// so its future must be `Send`, and an `async fn` in a trait does not say
+/// so. An implementation may still write `async fn`.
+fn with_send_futures(item: &ItemTrait) -> ItemTrait {
+    let mut item = item.clone();
+    for i in &mut item.items {
+        let TraitItem::Fn(f) = i else { continue };
+        if f.sig.asyncness.take().is_none() {
+            continue;
+        }
+        let output = match &f.sig.output {
+            ReturnType::Default => quote!(()),
+            ReturnType::Type(_, ty) => quote!(#ty),
+        };
+        f.sig.output = syn::parse_quote!(
+            -> impl ::std::future::Future<Output = #output> + ::std::marker::Send
+        );
+    }
+    item
 }
 
 fn method(trait_ident: &Ident, item: &TraitItem) -> syn::Result<Method> {
@@ -270,10 +292,16 @@ fn registration(m: &Method) -> Tokens {
     let (tuple, tuple_type) = args_tuple(m);
     let reply = &m.reply;
     let names: Vec<_> = m.args.iter().map(|(n, _)| n).collect();
-    let call = if m.takes_context {
-        quote!(service.#ident(ctx, #(#names),*))
+    let ctx_arg = if m.is_async {
+        quote!(&ctx)
     } else {
-        quote!(service.#ident(#(#names),*))
+        quote!(ctx)
+    };
+    let awaited = if m.is_async { quote!(.await) } else { quote!() };
+    let call = if m.takes_context {
+        quote!(service.#ident(#ctx_arg, #(#names),*)#awaited)
+    } else {
+        quote!(service.#ident(#(#names),*)#awaited)
     };
     let body = match &m.error {
         Error::None => quote!(::std::result::Result::Ok(#call)),
@@ -286,6 +314,24 @@ fn registration(m: &Method) -> Tokens {
         if m.takes_context { "ctx" } else { "_ctx" },
         Span::call_site(),
     );
+    if m.is_async {
+        return quote! {
+            {
+                let service = ::std::sync::Arc::clone(&service);
+                node.register_async(
+                    #wire,
+                    move |#ctx: ::bilateral::CallContext, #tuple: #tuple_type| {
+                        let service = ::std::sync::Arc::clone(&service);
+                        async move {
+                            let result: ::std::result::Result<#reply, ::bilateral::HandlerError> =
+                                { #body };
+                            result
+                        }
+                    },
+                )?;
+            }
+        };
+    }
     quote! {
         {
             let service = ::std::sync::Arc::clone(&service);

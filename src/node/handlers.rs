@@ -143,11 +143,31 @@ pub(crate) enum Failure {
 pub(crate) type ErasedHandler =
     dyn Fn(&CallContext, &[u8]) -> Result<Vec<u8>, Failure> + Send + Sync;
 
+/// An async handler, erased: the arguments are decoded at once, the rest
+/// is the future.
+#[cfg(feature = "tokio")]
+pub(crate) type ErasedAsync = dyn Fn(
+        CallContext,
+        &[u8],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, Failure>> + Send>>
+    + Send
+    + Sync;
+
+/// A registered handler.
+#[derive(Clone)]
+pub(crate) enum Handler {
+    /// Runs on a worker thread.
+    Sync(Arc<ErasedHandler>),
+    /// Started by a worker on this runtime, where it is awaited.
+    #[cfg(feature = "tokio")]
+    Async(Arc<ErasedAsync>, tokio::runtime::Handle),
+}
+
 /// Method name → handler, shared by the node handle (which registers) and
 /// the workers (which look up).
 #[derive(Default)]
 pub(crate) struct Registry {
-    map: RwLock<HashMap<String, Arc<ErasedHandler>>>,
+    map: RwLock<HashMap<String, Handler>>,
 }
 
 impl Registry {
@@ -165,14 +185,51 @@ impl Registry {
         };
         self.map
             .write()
-            .insert(method.to_string(), Arc::new(erased));
+            .insert(method.to_string(), Handler::Sync(Arc::new(erased)));
+    }
+
+    #[cfg(feature = "tokio")]
+    pub(crate) fn insert_async<A, R, F, Fut>(
+        &self,
+        method: &str,
+        runtime: tokio::runtime::Handle,
+        handler: F,
+    ) where
+        A: DeserializeOwned,
+        R: Serialize,
+        F: Fn(CallContext, A) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<R, HandlerError>> + Send + 'static,
+    {
+        let erased = move |ctx: CallContext,
+                           bytes: &[u8]|
+              -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Vec<u8>, Failure>> + Send>,
+        > {
+            match rmp_serde::from_slice::<A>(bytes) {
+                Err(e) => {
+                    let failure = Failure::BadArguments(e.to_string());
+                    Box::pin(std::future::ready(Err(failure)))
+                }
+                Ok(args) => {
+                    let future = handler(ctx, args);
+                    Box::pin(async move {
+                        let reply = future.await.map_err(Failure::Handler)?;
+                        encode(&reply).map_err(|e| Failure::Handler(HandlerError::new(e)))
+                    })
+                }
+            }
+        };
+        self.map.write().insert(
+            method.to_string(),
+            Handler::Async(Arc::new(erased), runtime),
+        );
     }
 
     pub(crate) fn remove(&self, method: &str) -> bool {
         self.map.write().remove(method).is_some()
     }
 
-    pub(crate) fn get(&self, method: &str) -> Option<Arc<ErasedHandler>> {
+    pub(crate) fn get(&self, method: &str) -> Option<Handler> {
         self.map.read().get(method).cloned()
     }
 

@@ -295,6 +295,38 @@ impl Node {
         Ok(())
     }
 
+    /// Registers an async handler for `method`: an `async` closure (or a
+    /// function returning a future) from the call's context and its typed
+    /// arguments to a typed reply.
+    ///
+    /// It runs on the tokio runtime current when it is registered (which
+    /// this method must be called from): a worker decodes the arguments and
+    /// starts the future there, so awaiting — another call, a timer, I/O —
+    /// holds no worker thread. Until it finishes it counts as one of the
+    /// node's `max_queued_handlers`, like a blocking handler. A panic in it
+    /// is answered as a handler error, as for a blocking one. Needs the
+    /// `tokio` feature.
+    #[cfg(feature = "tokio")]
+    pub fn register_async<A, R, F, Fut>(&self, method: &str, handler: F) -> Result<(), Error>
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        F: Fn(CallContext, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
+    {
+        MethodName::new(method).map_err(|reason| Error::InvalidName {
+            name: method.to_string(),
+            reason,
+        })?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::InvalidConfig(
+                "register_async needs a tokio runtime: call it from within one".into(),
+            )
+        })?;
+        self.inner.registry.insert_async(method, runtime, handler);
+        Ok(())
+    }
+
     /// Removes the handler of `method`; returns whether there was one.
     pub fn unregister(&self, method: &str) -> bool {
         self.inner.registry.remove(method)

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
-use super::handlers::{CallContext, Failure, Registry};
+use super::handlers::{CallContext, Failure, Handler, Registry};
 use super::waker::Waker;
 use crate::core::{Job, JobDone, JobOutcome};
 use crate::protocol::ReplyStatus;
@@ -118,38 +118,49 @@ impl Worker {
             }
         }
         let _guard = ExitGuard(self.exit.clone());
+        let report = Report {
+            done: self.done.clone(),
+            waker: self.waker.clone(),
+        };
         while let Ok(job) = self.jobs.recv() {
             if self.closing.load(Ordering::Acquire) {
                 break;
             }
-            let done = self.execute(job);
-            if self.done.send(done).is_err() {
+            if !run(&self.registry, job, &report) {
                 break;
             }
-            self.waker.wake();
         }
     }
+}
 
-    fn execute(&self, job: Job) -> JobDone {
-        run(&self.registry, job)
+/// Where finished jobs go: the reactor's queue, and its wake-up.
+#[derive(Clone)]
+pub(crate) struct Report {
+    done: Sender<JobDone>,
+    waker: Arc<Waker>,
+}
+
+impl Report {
+    /// Hands a finished job to the reactor; `false` once it is gone.
+    fn send(&self, done: JobDone) -> bool {
+        if self.done.send(done).is_err() {
+            return false;
+        }
+        self.waker.wake();
+        true
     }
 }
 
-/// Runs one job's handler and says how it ended. Used by the workers, and by
-/// the reactor itself for handlers registered to run inline.
-pub(crate) fn run(registry: &Registry, job: Job) -> JobDone {
-    let outcome = outcome(registry, &job);
-    job.done(outcome)
-}
-
-fn outcome(registry: &Registry, job: &Job) -> JobOutcome {
+/// Runs one job's handler, or starts it on its runtime if it is async,
+/// and reports how it ended. Returns `false` once the reactor is gone.
+pub(crate) fn run(registry: &Registry, job: Job, report: &Report) -> bool {
     if job.deadline.is_some_and(|d| Instant::now() >= d) {
-        return JobOutcome::Expired;
+        return report.send(job.done(JobOutcome::Expired));
     }
-    let reply = |status, payload| job.answer(status, payload);
     let Some(handler) = registry.get(&job.method) else {
         log::debug!("{} called unknown method {:?}", job.peer, job.method);
-        return reply(ReplyStatus::UnknownMethod, job.method.clone().into_bytes());
+        let outcome = job.answer(ReplyStatus::UnknownMethod, job.method.clone().into_bytes());
+        return report.send(job.done(outcome));
     };
     let ctx = CallContext {
         peer: job.peer.clone(),
@@ -158,7 +169,55 @@ fn outcome(registry: &Registry, job: &Job) -> JobOutcome {
         method: job.method.clone(),
         deadline: job.deadline,
     };
-    match catch_unwind(AssertUnwindSafe(|| handler(&ctx, &job.args))) {
+    match handler {
+        Handler::Sync(handler) => {
+            let result = catch_unwind(AssertUnwindSafe(|| handler(&ctx, &job.args)));
+            let outcome = outcome(&job, result);
+            report.send(job.done(outcome))
+        }
+        #[cfg(feature = "tokio")]
+        Handler::Async(handler, runtime) => {
+            // The worker only starts it: awaiting holds no thread. The job
+            // still counts against `max_queued_handlers` until it reports.
+            let future = handler(ctx, &job.args);
+            let report = report.clone();
+            runtime.spawn(async move {
+                let result = CatchUnwind(future).await;
+                let outcome = outcome(&job, result);
+                report.send(job.done(outcome));
+            });
+            true
+        }
+    }
+}
+
+/// Catches a panic of the future it polls, as `catch_unwind` does for a call.
+#[cfg(feature = "tokio")]
+struct CatchUnwind<F>(F);
+
+#[cfg(feature = "tokio")]
+impl<F: std::future::Future + Unpin> std::future::Future for CatchUnwind<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = &mut self.0;
+        match catch_unwind(AssertUnwindSafe(|| {
+            std::pin::Pin::new(&mut *inner).poll(cx)
+        })) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(value)) => std::task::Poll::Ready(Ok(value)),
+            Err(panic) => std::task::Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+/// How a job ended, from its handler's result (or panic).
+fn outcome(job: &Job, result: std::thread::Result<Result<Vec<u8>, Failure>>) -> JobOutcome {
+    let reply = |status, payload| job.answer(status, payload);
+    match result {
         Ok(Ok(value)) => reply(ReplyStatus::Ok, value),
         Ok(Err(Failure::BadArguments(e))) => {
             log::debug!("{} sent bad arguments to {:?}: {e}", job.peer, job.method);
