@@ -1,5 +1,6 @@
 //! [`Channel`]: the typed handle an application uses.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -227,19 +228,21 @@ impl<V: Serialize + DeserializeOwned> Channel<V> {
         })
     }
 
-    /// Sets `key` to `value` here and on every peer.
-    pub fn set(&self, key: impl Into<String>, value: &V) -> Result<(), ChannelError> {
-        self.write(vec![(key.into(), Some(encode(value)?))])
+    /// Sets `key` to `value` here and on every peer. The value may be
+    /// given owned or borrowed, as in [`Channel::set_all`].
+    pub fn set(&self, key: impl Into<String>, value: impl Borrow<V>) -> Result<(), ChannelError> {
+        self.write(vec![(key.into(), Some(encode(value.borrow())?))])
     }
 
-    /// Sets many entries as one replicated operation (one version, one message).
-    pub fn set_all<K: Into<String>>(
+    /// Sets many entries as one replicated operation (one version, one
+    /// message); values owned or borrowed.
+    pub fn set_all<K: Into<String>, B: Borrow<V>>(
         &self,
-        entries: impl IntoIterator<Item = (K, V)>,
+        entries: impl IntoIterator<Item = (K, B)>,
     ) -> Result<(), ChannelError> {
         let ops = entries
             .into_iter()
-            .map(|(k, v)| Ok((k.into(), Some(encode(&v)?))))
+            .map(|(k, v)| Ok((k.into(), Some(encode(v.borrow())?))))
             .collect::<Result<_, ChannelError>>()?;
         self.write(ops)
     }
