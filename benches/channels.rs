@@ -138,7 +138,7 @@ fn main() {
     mesh.node(0).partition([mesh.name(1)]).unwrap();
     mesh.wait_lost(0, 1, Duration::from_secs(10)).unwrap();
     for i in 0..100 {
-        a.set(format!("key/{:05}", i * 97), &format!("changed {i}"))
+        a.set(format!("key/{:05}", i * 97), format!("changed {i}"))
             .unwrap();
     }
     let before = a.stats();

@@ -66,7 +66,7 @@ fn channel_changes_arrive_on_a_stream() {
     on_a.peer(["b"]);
     on_b.peer(["a"]);
     let mut changes = on_b.watch();
-    on_a.set("x", &7).unwrap();
+    on_a.set("x", 7).unwrap();
     runtime().block_on(async {
         let change = tokio::time::timeout(PATIENCE, changes.next())
             .await

@@ -67,8 +67,8 @@ fn concurrent_writes_to_one_key_converge_to_one_value_everywhere() {
     b.peer([mesh.name(0)]);
     for round in 0..20 {
         let (ta, tb) = (a.clone(), b.clone());
-        let x = std::thread::spawn(move || ta.set("shared", &format!("a{round}")).unwrap());
-        let y = std::thread::spawn(move || tb.set("shared", &format!("b{round}")).unwrap());
+        let x = std::thread::spawn(move || ta.set("shared", format!("a{round}")).unwrap());
+        let y = std::thread::spawn(move || tb.set("shared", format!("b{round}")).unwrap());
         x.join().unwrap();
         y.join().unwrap();
     }
@@ -88,7 +88,7 @@ fn a_line_converges_through_its_middle_node() {
     chans[1].peer([mesh.name(0), mesh.name(2)]);
     chans[2].peer([mesh.name(1)]);
     let watch = chans[2].watch();
-    chans[0].set("from/n0", &"hello".to_string()).unwrap();
+    chans[0].set("from/n0", "hello".to_string()).unwrap();
     let change = watch
         .wait_for(PATIENCE, |e| matches!(e, ChannelEvent::Changed(_)))
         .unwrap();
@@ -100,7 +100,7 @@ fn a_line_converges_through_its_middle_node() {
         ("from/n0", "n0"),
         "watch says who wrote it"
     );
-    chans[2].set("from/n2", &"hi".to_string()).unwrap();
+    chans[2].set("from/n2", "hi".to_string()).unwrap();
     converged(&chans, 2);
 }
 
@@ -110,11 +110,11 @@ fn unpeer_stops_replication_and_peering_again_catches_up() {
     let (a, b) = (open(mesh.node(0)), open(mesh.node(1)));
     a.peer([mesh.name(1)]);
     b.peer([mesh.name(0)]);
-    a.set("before", &"1".to_string()).unwrap();
+    a.set("before", "1".to_string()).unwrap();
     converged(&[a.clone(), b.clone()], 1);
     b.unpeer([mesh.name(0)]);
     wait_until(PATIENCE, || a.peers().is_empty()); // a was told
-    a.set("while apart", &"2".to_string()).unwrap();
+    a.set("while apart", "2".to_string()).unwrap();
     // Not replicated while apart (checked over several sync intervals).
     let watch = b.watch();
     assert!(watch.recv_timeout(Duration::from_millis(800)).is_none());
@@ -134,14 +134,14 @@ fn the_writes_of_a_read_only_peer_are_refused_and_reported() {
     chans[1].peer([mesh.name(0)]);
     chans[2].peer([mesh.name(0)]);
     let watch = chans[0].watch();
-    chans[1].set("forged", &"by n1".to_string()).unwrap();
+    chans[1].set("forged", "by n1".to_string()).unwrap();
     let refused = watch
         .wait_for(PATIENCE, |e| matches!(e, ChannelEvent::Refused { .. }))
         .unwrap();
     assert!(
         matches!(refused, ChannelEvent::Refused { ref peer, reason: bilateral::channel::Refusal::ReadOnly, .. } if peer == "n1")
     );
-    chans[2].set("real", &"by n2".to_string()).unwrap();
+    chans[2].set("real", "by n2".to_string()).unwrap();
     wait_until(PATIENCE, || chans[1].get("real").unwrap().is_some());
     assert_eq!(chans[0].get("forged").unwrap(), None);
     assert_eq!(
@@ -161,7 +161,7 @@ fn peer_all_finds_every_node_that_replicates_the_channel() {
     }
     // n3 is in the mesh but has no such channel: it is not involved.
     wait_until(PATIENCE, || chans.iter().all(|c| c.peers().len() == 2));
-    chans[1].set("k", &"v".to_string()).unwrap();
+    chans[1].set("k", "v".to_string()).unwrap();
     converged(&chans, 1);
     assert!(chans[0].peers().iter().all(|p| p != "n3"));
 }
@@ -173,7 +173,7 @@ fn limits_refuse_the_write_with_a_clear_error() {
     let c: Channel<u32> = mesh.node(0).channel_with("small", Some(config)).unwrap();
     c.set_all([("a", 1), ("b", 2), ("c", 3)]).unwrap();
     assert_eq!(
-        c.set("d", &4),
+        c.set("d", 4),
         Err(ChannelError::TooManyEntries { limit: 3 })
     );
     assert_eq!(c.size(), 3);
