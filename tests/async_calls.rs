@@ -12,14 +12,6 @@ use common::*;
 /// How late a future may resolve after its deadline (scheduling only).
 const SLACK: Duration = Duration::from_millis(50);
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn ten_thousand_calls_in_flight_from_one_task_and_a_thousand_dropped() {
     const CALLS: u64 = 10_000;

@@ -9,14 +9,6 @@ use std::time::Duration;
 use bilateral::{CallContext, CallError, HandlerError, PendingCall};
 use common::*;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn a_hundred_handlers_awaiting_a_second_share_one_worker() {
     let rt = runtime();

@@ -10,14 +10,6 @@ use bilateral::{ChannelEvent, Incoming, PeerEvent, StreamError};
 use common::*;
 use futures::StreamExt;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn events_arrive_on_a_stream_and_wait_for_peer_awaits_a_join() {
     let a = node("a");

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -31,41 +29,12 @@ fn child_node() {
     std::thread::sleep(Duration::from_secs(60));
 }
 
-/// Kills the child process when dropped, whatever happened.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `child_node` in a new process listening on `endpoint`; returns it
-/// and its bound endpoint once it is ready.
-fn spawn_child(endpoint: &str) -> (ChildGuard, String) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["child_node", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, endpoint)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the test binary can run itself");
-    let stdout = child.stdout.take().unwrap();
-    let guard = ChildGuard(child);
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            // The harness prints "test child_node ... " without a newline first.
-            if let Some(at) = line.find("READY ") {
-                let _ = tx.send(line[at + 6..].trim().to_string());
-            }
-        }
-    });
-    let endpoint = rx
-        .recv_timeout(PATIENCE)
-        .expect("the child reports its endpoint");
-    (guard, endpoint)
+/// (killed when dropped) and its bound endpoint once it is ready.
+fn spawn_child(endpoint: &str) -> (Child, String) {
+    let child = Child::spawn("child_node", CHILD_ENV, endpoint);
+    let endpoint = child.endpoint.clone();
+    (child, endpoint)
 }
 
 #[test]

@@ -184,11 +184,7 @@ impl Slow for Sleeper {
 
 #[test]
 fn async_service_methods_are_served_on_the_runtime() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let server = builder("server").workers(1).start().unwrap();
     rt.block_on(async { server.serve(SlowServer::new(Sleeper)) })
         .unwrap();

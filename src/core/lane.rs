@@ -253,6 +253,18 @@ impl Lane {
         transfers
     }
 
+    /// Queues a message for the window: last, or first (one the socket
+    /// refused goes back to the head of the line).
+    fn enqueue(&mut self, frame: Vec<u8>, purpose: Purpose, first: bool) {
+        self.queued_bytes += frame.len();
+        let queued = Queued { frame, purpose };
+        if first {
+            self.queue.push_front(queued);
+        } else {
+            self.queue.push_back(queued);
+        }
+    }
+
     /// Takes the unsent rest of transfer `id` out of the lane.
     pub(crate) fn remove_transfer(&mut self, id: u64) -> Option<Transfer> {
         let t = self.transfers.remove(&id)?;
@@ -280,9 +292,7 @@ impl<C: Clone> Mesh<C> {
         let Some(p) = self.peers.get_mut(peer) else {
             return;
         };
-        let lane = &mut p.lanes[link.index()];
-        lane.queued_bytes += frame.len();
-        lane.queue.push_back(Queued { frame, purpose });
+        p.lanes[link.index()].enqueue(frame, purpose, false);
         self.pump(peer, link, now);
     }
 
@@ -517,8 +527,7 @@ impl<C: Clone> Mesh<C> {
             return;
         };
         let lane = &mut p.lanes[link.index()];
-        lane.queued_bytes += frame.len();
-        lane.queue.push_front(Queued { frame, purpose });
+        lane.enqueue(frame, purpose, true);
         let until = now + RETRY_FULL_QUEUE;
         lane.blocked_until = Some(until);
         self.retry_at = Some(self.retry_at.map_or(until, |t| t.min(until)));

@@ -96,11 +96,16 @@ pub(crate) fn admits(
 impl<C: Clone> Mesh<C> {
     /// Counts again what `peer` holds, from the structures that hold it.
     pub(super) fn recount(&mut self, peer: &NodeName) {
+        let bytes = self.held_by(peer);
+        self.memory.set(peer, bytes);
+    }
+
+    /// What the structures say `peer` holds now.
+    fn held_by(&self, peer: &NodeName) -> usize {
         let window = self.cfg.limits.stream_window;
         let structures = self.peers.get(peer).map_or(0, |p| p.held_bytes());
         let streams = self.streams.of_peer_count(peer).saturating_mul(window);
-        let bytes = structures + streams + self.memory.jobs(peer);
-        self.memory.set(peer, bytes);
+        structures + streams + self.memory.jobs(peer)
     }
 
     /// Whether `peer` may be made to hold `extra` more bytes (see [`admits`]).
@@ -148,19 +153,11 @@ impl<C: Clone> Mesh<C> {
     /// Test support: what [`Memory`] says against a count from scratch.
     #[cfg(test)]
     pub(crate) fn memory_audit(&self) -> (usize, usize) {
-        let window = self.cfg.limits.stream_window;
         let mut names: Vec<&NodeName> = self.peers.keys().collect();
         names.extend(self.memory.jobs.keys());
         names.sort();
         names.dedup();
-        let counted = names
-            .into_iter()
-            .map(|n| {
-                self.peers.get(n).map_or(0, |p| p.held_bytes())
-                    + self.streams.of_peer_count(n) * window
-                    + self.memory.jobs(n)
-            })
-            .sum();
+        let counted = names.into_iter().map(|n| self.held_by(n)).sum();
         (self.memory.total(), counted)
     }
 }

@@ -253,7 +253,9 @@ impl<R: DeserializeOwned> PendingCall<R> {
             .collect();
         Responses { entries }
     }
+}
 
+impl<R> PendingCall<R> {
     /// Tells the reactor the caller no longer waits, if it still holds the call.
     fn cancel(&self) {
         if let Some(id) = self.completion.abandon() {
@@ -280,11 +282,7 @@ impl<R: DeserializeOwned> Future for PendingCall<R> {
 impl<R> Drop for PendingCall<R> {
     fn drop(&mut self) {
         if !self.finished {
-            if let Some(id) = self.completion.abandon() {
-                if let Some(inner) = self.node.upgrade() {
-                    super::Node { inner }.cancel_call(id);
-                }
-            }
+            self.cancel();
         }
     }
 }

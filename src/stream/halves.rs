@@ -194,7 +194,7 @@ impl futures_io::AsyncWrite for Stream {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.writer.shared.poll_drain(cx).map_err(io::Error::from)
+        self.writer.poll_flush_bytes(cx)
     }
 
     fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -254,7 +254,7 @@ mod tokio_io {
         }
 
         fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            self.shared.poll_drain(cx).map_err(io::Error::from)
+            self.poll_flush_bytes(cx)
         }
 
         fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -272,7 +272,7 @@ mod tokio_io {
         }
 
         fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            self.writer.shared.poll_drain(cx).map_err(io::Error::from)
+            self.writer.poll_flush_bytes(cx)
         }
 
         fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -432,7 +432,7 @@ impl futures_io::AsyncWrite for StreamWriter {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.shared.poll_drain(cx).map_err(io::Error::from)
+        self.poll_flush_bytes(cx)
     }
 
     fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -441,6 +441,10 @@ impl futures_io::AsyncWrite for StreamWriter {
 }
 
 impl StreamWriter {
+    fn poll_flush_bytes(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.shared.poll_drain(cx).map_err(io::Error::from)
+    }
+
     fn poll_write_bytes(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));

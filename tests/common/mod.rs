@@ -105,6 +105,15 @@ pub fn wait_for_baseline(threads: usize, fds: usize) {
     }
 }
 
+/// A tokio runtime with two worker threads, for async tests.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// A copy of this test binary running one test as a child process, killed
 /// when dropped. The child reports "READY <endpoint>" on its standard output.
 pub struct Child {
