@@ -176,6 +176,10 @@ pub enum CallError {
     /// The peer has no handler registered under that method name.
     #[error("unknown method")]
     UnknownMethod,
+    /// The method belongs to a built-in service (`bilateral.<service>.…`)
+    /// that the peer does not run; the service's name.
+    #[error("the peer does not run the {0} service")]
+    NoService(String),
     /// The peer could not decode the arguments into its handler's type.
     #[error("bad arguments: {0}")]
     BadArguments(String),

@@ -90,14 +90,14 @@ pub use crate::channel::{
 };
 pub use crate::core::{
     Access, Limits, LostReason, NodeStats, PeerEvent, PeerInfo, PeerState, PeerStats, Rejection,
-    Timers,
+    ServiceStats, Timers,
 };
 pub use crate::error::{CallError, Error, RemoteError, Side, SocketError, StreamError};
 pub use crate::node::{
     CallContext, CallFuture, CallOneFuture, Context, Events, HandlerError, Node, NodeBuilder,
     PendingCall, Response, Responses, To, WeakNode,
 };
-pub use crate::protocol::{NodeName, RejectCode};
+pub use crate::protocol::{NameError, NodeName, RejectCode};
 pub use crate::security::{KeyError, Keypair, PublicKey};
 #[doc(hidden)]
 pub use crate::service::__private;

@@ -196,13 +196,40 @@ fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Result<V, ChannelError> {
     rmp_serde::from_slice(bytes).map_err(|e| ChannelError::Encoding(e.to_string()))
 }
 
-impl<V: Serialize + DeserializeOwned> Channel<V> {
-    pub(crate) fn open(
-        node: &Node,
-        hub: Arc<Hub>,
+/// The channel service's entry points on the node.
+impl Node {
+    /// The replicated channel `name` on this node, with values of type `V`
+    /// (created empty on first use; see [`crate::channel`]).
+    pub fn channel<V>(&self, name: &str) -> Result<Channel<V>, crate::Error>
+    where
+        V: Serialize + DeserializeOwned,
+    {
+        self.channel_with(name, None)
+    }
+
+    /// The same, with limits and timers for a channel created by this call.
+    pub fn channel_with<V>(
+        &self,
         name: &str,
-        config: Option<&super::ChannelConfig>,
-    ) -> Self {
+        config: Option<super::ChannelConfig>,
+    ) -> Result<Channel<V>, crate::Error>
+    where
+        V: Serialize + DeserializeOwned,
+    {
+        crate::protocol::MethodName::new(name).map_err(|reason| crate::Error::InvalidName {
+            name: name.to_string(),
+            reason,
+        })?;
+        if self.is_closed() {
+            return Err(crate::Error::Closed);
+        }
+        let hub = Hub::of(self)?;
+        Ok(Channel::open(self, hub, name, config.as_ref()))
+    }
+}
+
+impl<V: Serialize + DeserializeOwned> Channel<V> {
+    fn open(node: &Node, hub: Arc<Hub>, name: &str, config: Option<&super::ChannelConfig>) -> Self {
         hub.with_replica(name, config, |_| ());
         Channel {
             hub,

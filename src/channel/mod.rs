@@ -34,7 +34,6 @@ pub use replica::{
     ChannelConfig, ChannelError, ChannelStats, Out, Permission, RawChange, Refusal, Replica,
     ReplicaEvent,
 };
-pub(crate) use service::Hub;
 
 #[cfg(test)]
 mod tests;

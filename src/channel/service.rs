@@ -5,16 +5,19 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, select};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 use parking_lot::Mutex;
 use serde::Serialize;
 
 use super::replica::{ChannelConfig, Out, Replica, ReplicaEvent};
 use super::wire::{self, Entries, Hello, Pull, Push, Unpeer};
-use crate::core::{PeerEvent, PeerState};
+use crate::core::PeerState;
+use crate::node::membership::{Change as MemberChange, Listener};
+use crate::node::services::{BuiltIn, Host};
 use crate::node::{CallContext, HandlerError, Node, WeakNode};
 
 /// Events queued per watcher before further ones are dropped.
@@ -40,28 +43,36 @@ pub(crate) struct Hub {
     pub(crate) id: u64,
     wake: Sender<()>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    pub(crate) dropped_events: std::sync::atomic::AtomicU64,
+    pub(crate) dropped_events: AtomicU64,
 }
 
 impl Hub {
-    /// Creates the hub of `node`: registers the replication handlers and
-    /// starts the service thread.
-    pub(crate) fn start(node: &Node) -> Result<Arc<Hub>, crate::Error> {
+    /// The service's name: its methods are `bilateral.channel.*`.
+    pub(crate) const NAME: &'static str = "channel";
+
+    /// The channel service of `node`, started on first use.
+    pub(crate) fn of(node: &Node) -> Result<Arc<Hub>, crate::Error> {
+        node.service(Self::NAME, Hub::start)
+    }
+
+    /// Creates the hub: registers the replication methods and starts the
+    /// service thread.
+    fn start(host: &Host<'_>) -> Result<Arc<Hub>, crate::Error> {
         let (wake, woken) = bounded(1);
+        let node = host.node();
         let hub = Arc::new(Hub {
             slots: Mutex::new(HashMap::new()),
             me: node.name().to_string(),
             id: node.incarnation(),
             wake,
             thread: Mutex::new(None),
-            dropped_events: std::sync::atomic::AtomicU64::new(0),
+            dropped_events: AtomicU64::new(0),
         });
-        register(node, &hub)?;
-        let events = node.events_channel();
-        let (weak, service_hub) = (node.downgrade(), hub.clone());
+        register(host, &hub);
+        let (weak, service_hub) = (host.weak(), hub.clone());
         let thread = std::thread::Builder::new()
             .name(format!("bilateral-channels-{}", node.name()))
-            .spawn(move || service_hub.run(weak, events, woken))
+            .spawn(move || service_hub.run(weak, woken))
             .map_err(crate::Error::Thread)?;
         *hub.thread.lock() = Some(thread);
         Ok(hub)
@@ -97,18 +108,7 @@ impl Hub {
         result
     }
 
-    /// Stops the service thread (when the node closes).
-    pub(crate) fn stop(&self) {
-        let thread = self.thread.lock().take();
-        if let Some(thread) = thread {
-            if thread.thread().id() != std::thread::current().id() {
-                self.wake();
-                let _ = thread.join();
-            }
-        }
-    }
-
-    fn run(self: Arc<Self>, node: WeakNode, events: Receiver<PeerEvent>, woken: Receiver<()>) {
+    fn run(self: Arc<Self>, node: WeakNode, woken: Receiver<()>) {
         loop {
             let Some(node) = node.upgrade() else { return };
             if node.is_closed() {
@@ -147,27 +147,10 @@ impl Hub {
             let timeout = next.map_or(Duration::from_secs(1), |t| {
                 t.saturating_duration_since(Instant::now())
             });
-            select! {
-                recv(woken) -> msg => if msg.is_err() { return },
-                recv(events) -> event => match event {
-                    Ok(event) => self.on_peer_event(&event),
-                    Err(_) => return, // the node closed
-                },
-                default(timeout.min(Duration::from_secs(1))) => {}
+            match woken.recv_timeout(timeout.min(Duration::from_secs(1))) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
             }
-        }
-    }
-
-    fn on_peer_event(&self, event: &PeerEvent) {
-        let (peer, up) = match event {
-            PeerEvent::Joined { peer, .. } => (peer.as_str(), true),
-            PeerEvent::Lost { peer, .. } => (peer.as_str(), false),
-            _ => return,
-        };
-        let now = Instant::now();
-        let mut slots = self.slots.lock();
-        for slot in slots.values_mut() {
-            slot.replica.set_connected(peer, up, now);
         }
     }
 
@@ -177,13 +160,58 @@ impl Hub {
             slot.watchers.retain(|w| match w.try_send(event.clone()) {
                 Ok(()) => true,
                 Err(crate::mailbox::TrySendError::Full(_)) => {
-                    self.dropped_events
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.dropped_events.fetch_add(1, Ordering::Relaxed);
                     true
                 }
                 Err(crate::mailbox::TrySendError::Disconnected(_)) => false,
             });
         }
+    }
+}
+
+impl Listener for Hub {
+    /// A peer joined or left: every replica learns it at once (and the
+    /// service thread acts on it).
+    fn on_change(&self, change: &MemberChange) {
+        let (peer, up) = match change {
+            MemberChange::Joined(session) => (&session.peer, true),
+            MemberChange::Left(session, _) => (&session.peer, false),
+        };
+        let now = Instant::now();
+        let mut slots = self.slots.lock();
+        for slot in slots.values_mut() {
+            slot.replica.set_connected(peer.as_str(), up, now);
+        }
+        drop(slots);
+        self.wake();
+    }
+}
+
+impl BuiltIn for Hub {
+    /// Stops the service thread (when the node closes).
+    fn stop(&self) {
+        let thread = self.thread.lock().take();
+        if let Some(thread) = thread {
+            if thread.thread().id() != std::thread::current().id() {
+                self.wake();
+                let _ = thread.join();
+            }
+        }
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let slots = self.slots.lock();
+        vec![
+            ("channels", slots.len() as u64),
+            (
+                "watchers",
+                slots.values().map(|s| s.watchers.len() as u64).sum(),
+            ),
+            (
+                "events_dropped",
+                self.dropped_events.load(Ordering::Relaxed),
+            ),
+        ]
     }
 }
 
@@ -217,16 +245,16 @@ fn send(node: &Node, out: Out) -> Option<(String, String)> {
     }
 }
 
-/// Registers the replication methods on `node`, each applying what arrives
-/// to the named replica (if this node has one).
-fn register(node: &Node, hub: &Arc<Hub>) -> Result<(), crate::Error> {
-    fn on<M, F>(node: &Node, hub: &Arc<Hub>, method: &str, apply: F) -> Result<(), crate::Error>
+/// Registers the replication methods, each applying what arrives to the
+/// named replica (if this node has one).
+fn register(host: &Host<'_>, hub: &Arc<Hub>) {
+    fn on<M, F>(host: &Host<'_>, hub: &Arc<Hub>, method: &str, apply: F)
     where
         M: serde::de::DeserializeOwned + HasChannel,
         F: Fn(&mut Replica, &str, M, u64, Instant) + Send + Sync + 'static,
     {
         let hub = hub.clone();
-        node.register(
+        host.register(
             method,
             move |ctx: &CallContext, message: M| -> Result<(), HandlerError> {
                 let mut slots = hub.slots.lock();
@@ -244,24 +272,23 @@ fn register(node: &Node, hub: &Arc<Hub>) -> Result<(), crate::Error> {
                 hub.wake();
                 Ok(())
             },
-        )
+        );
     }
-    on::<Push, _>(node, hub, wire::method::PUSH, |r, from, m, wall, now| {
+    on::<Push, _>(host, hub, wire::method::PUSH, |r, from, m, wall, now| {
         r.handle_push(from, m, wall, now)
-    })?;
-    on::<Pull, _>(node, hub, wire::method::PULL, |r, from, m, _, _| {
+    });
+    on::<Pull, _>(host, hub, wire::method::PULL, |r, from, m, _, _| {
         r.handle_pull(from, m)
-    })?;
-    on::<Entries, _>(node, hub, wire::method::ENTRIES, |r, from, m, wall, now| {
+    });
+    on::<Entries, _>(host, hub, wire::method::ENTRIES, |r, from, m, wall, now| {
         r.handle_entries(from, m, wall, now)
-    })?;
-    on::<Hello, _>(node, hub, wire::method::HELLO, |r, from, m, _, now| {
+    });
+    on::<Hello, _>(host, hub, wire::method::HELLO, |r, from, m, _, now| {
         r.handle_hello(from, m, true, now)
-    })?;
-    on::<Unpeer, _>(node, hub, wire::method::UNPEER, |r, from, _, _, _| {
+    });
+    on::<Unpeer, _>(host, hub, wire::method::UNPEER, |r, from, _, _, _| {
         r.handle_unpeer(from)
-    })?;
-    Ok(())
+    });
 }
 
 /// Every replication message names its channel.

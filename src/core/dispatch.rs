@@ -217,6 +217,7 @@ impl<C: Clone> Mesh<C> {
                 r.payload,
             ))),
             ReplyStatus::UnknownMethod => Err(CallError::UnknownMethod),
+            ReplyStatus::NoService => Err(CallError::NoService(text())),
             ReplyStatus::BadArguments => Err(CallError::BadArguments(text())),
             ReplyStatus::Overloaded => Err(CallError::Overloaded(Side::Remote)),
             ReplyStatus::ShuttingDown => Err(CallError::ShuttingDown),

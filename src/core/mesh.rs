@@ -302,7 +302,7 @@ impl<C: Clone> Mesh<C> {
 
     /// Node-wide counters.
     pub fn stats(&self) -> NodeStats {
-        self.stats
+        self.stats.clone()
     }
 
     /// Requests and casts admitted to the worker pool and not yet done.

@@ -35,7 +35,7 @@ pub use events::{LostReason, PeerEvent, Rejection};
 pub use mesh::Purpose;
 pub use mesh::{Action, Delivery, Job, JobDone, JobOutcome, Mesh, Origin, SendFailure, Transmit};
 pub use peer::{Link, PeerInfo, PeerState};
-pub use stats::{NodeStats, PeerStats};
+pub use stats::{NodeStats, PeerStats, ServiceStats};
 pub use stream::StreamId;
 pub use streams::{IncomingStream, StreamSignal};
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Node-wide counters. Everything dropped is counted here under its reason.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct NodeStats {
     /// Frames received on all sockets.
@@ -76,6 +76,41 @@ pub struct NodeStats {
     /// Calls whose caller stopped waiting before they were over (dropped
     /// its `PendingCall` or future, or passed its deadline first).
     pub calls_cancelled: u64,
+    /// The counters of each built-in service running on the node (the
+    /// channels, ...), sorted by name.
+    pub services: Vec<ServiceStats>,
+}
+
+impl NodeStats {
+    /// The counters of the built-in service `name` (such as `"channel"`), if
+    /// it runs on the node.
+    pub fn service(&self, name: &str) -> Option<&ServiceStats> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// Counters of one built-in service.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServiceStats {
+    /// The service's name: its methods are `bilateral.<name>.<method>`.
+    pub name: String,
+    /// Calls and casts its methods received.
+    pub received: u64,
+    /// Of those, the ones whose arguments did not decode (dropped, logged).
+    pub malformed: u64,
+    /// The service's own counters, by name.
+    pub counters: Vec<(String, u64)>,
+}
+
+impl ServiceStats {
+    /// The service's own counter `name`, or 0.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or(0, |(_, v)| *v)
+    }
 }
 
 /// Counters and measurements for one peer.

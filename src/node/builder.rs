@@ -496,6 +496,7 @@ impl NodeBuilder {
         let waker = Arc::new(waker);
         let registry = Arc::new(Registry::default());
         let events = Arc::new(EventHub::default());
+        let membership = Arc::new(super::membership::Membership::default());
         let directory = Arc::new(RwLock::new(Directory::default()));
         let close_requested = Arc::new(AtomicBool::new(false));
         let abort = Arc::new(AtomicBool::new(false));
@@ -532,6 +533,7 @@ impl NodeBuilder {
             close_requested: close_requested.clone(),
             abort: abort.clone(),
             events: events.clone(),
+            membership: membership.clone(),
             directory: directory.clone(),
             published_generation: None,
             faults: self.faults.clone().map(FaultInjector::new),
@@ -574,7 +576,8 @@ impl NodeBuilder {
                 shutdown_grace: self.shutdown_grace,
                 call_timeout: self.call_timeout,
                 public_key: self.curve.as_ref().map(|k| *k.public()),
-                channels: Mutex::new(None),
+                services: super::services::Services::new(membership.clone()),
+                membership,
                 stream_services,
                 stream_tx,
             }),

@@ -5,7 +5,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
 use parking_lot::Mutex;
 
 use crate::core::PeerEvent;
@@ -14,6 +13,8 @@ use crate::protocol::NodeName;
 
 /// Delivers each event to every live subscriber without ever blocking the
 /// reactor: a subscriber whose queue is full misses the event (counted).
+/// (The built-in services follow the lossless
+/// [`Membership`](super::membership::Membership) instead.)
 ///
 /// The hub also remembers which sessions its events left open, so that a new
 /// subscriber starts with a [`PeerEvent::Joined`] for each of them: whatever
@@ -33,30 +34,17 @@ struct HubState {
     closed: bool,
 }
 
-/// Where one subscriber's events go.
-enum Subscriber {
-    /// The application's [`Events`].
-    Mailbox(mailbox::Sender<PeerEvent>),
-    /// A service thread that selects over several channels (the channels'
-    /// service, until services get their own lossless feed).
-    Channel(crossbeam_channel::Sender<PeerEvent>),
-}
+/// Where one subscriber's events go: the application's [`Events`].
+struct Subscriber(mailbox::Sender<PeerEvent>);
 
 impl Subscriber {
     /// Offers an event; `None` once the subscriber is gone, `Some(false)`
     /// if its queue is full.
     fn offer(&self, event: PeerEvent) -> Option<bool> {
-        match self {
-            Subscriber::Mailbox(tx) => match tx.try_send(event) {
-                Ok(()) => Some(true),
-                Err(TrySendError::Full(_)) => Some(false),
-                Err(TrySendError::Disconnected(_)) => None,
-            },
-            Subscriber::Channel(tx) => match tx.try_send(event) {
-                Ok(()) => Some(true),
-                Err(crossbeam_channel::TrySendError::Full(_)) => Some(false),
-                Err(crossbeam_channel::TrySendError::Disconnected(_)) => None,
-            },
+        match self.0.try_send(event) {
+            Ok(()) => Some(true),
+            Err(TrySendError::Full(_)) => Some(false),
+            Err(TrySendError::Disconnected(_)) => None,
         }
     }
 }
@@ -65,17 +53,8 @@ impl EventHub {
     pub(crate) fn subscribe(&self, capacity: usize) -> Events {
         let mut state = self.state.lock();
         let (tx, rx) = mailbox::mailbox(capacity.max(1) + state.in_session.len());
-        let subscriber = Subscriber::Mailbox(tx);
-        state.start(subscriber);
+        state.start(Subscriber(tx));
         Events { rx }
-    }
-
-    /// A subscription as a crossbeam channel, for a thread that selects.
-    pub(crate) fn subscribe_channel(&self, capacity: usize) -> Receiver<PeerEvent> {
-        let mut state = self.state.lock();
-        let (tx, rx) = crossbeam_channel::bounded(capacity.max(1) + state.in_session.len());
-        state.start(Subscriber::Channel(tx));
-        rx
     }
 
     pub(crate) fn publish(&self, event: &PeerEvent) {

@@ -177,15 +177,14 @@ impl Registry {
         R: Serialize,
         F: Fn(&CallContext, A) -> Result<R, HandlerError> + Send + Sync + 'static,
     {
-        let erased = move |ctx: &CallContext, bytes: &[u8]| -> Result<Vec<u8>, Failure> {
-            let args: A =
-                rmp_serde::from_slice(bytes).map_err(|e| Failure::BadArguments(e.to_string()))?;
-            let reply = handler(ctx, args).map_err(Failure::Handler)?;
-            encode(&reply).map_err(|e| Failure::Handler(HandlerError::new(e)))
-        };
+        self.insert_erased(method, Arc::new(erase(handler)));
+    }
+
+    /// Registers a handler already erased (see [`erase`]).
+    pub(crate) fn insert_erased(&self, method: &str, handler: Arc<ErasedHandler>) {
         self.map
             .write()
-            .insert(method.to_string(), Handler::Sync(Arc::new(erased)));
+            .insert(method.to_string(), Handler::Sync(handler));
     }
 
     #[cfg(feature = "tokio")]
@@ -229,18 +228,51 @@ impl Registry {
         self.map.write().remove(method).is_some()
     }
 
+    /// Whether the built-in service `service` has any method here.
+    pub(crate) fn serves(&self, service: &str) -> bool {
+        self.map
+            .read()
+            .keys()
+            .any(|m| super::services::reserved(m) == Some(service))
+    }
+
     pub(crate) fn get(&self, method: &str) -> Option<Handler> {
         self.map.read().get(method).cloned()
     }
 
+    /// The application's methods (not the built-in services'), sorted.
     pub(crate) fn methods(&self) -> Vec<String> {
-        let mut m: Vec<String> = self.map.read().keys().cloned().collect();
+        let mut m: Vec<String> = self
+            .map
+            .read()
+            .keys()
+            .filter(|m| super::services::reserved(m).is_none())
+            .cloned()
+            .collect();
         m.sort();
         m
     }
 
     pub(crate) fn clear(&self) {
         self.map.write().clear();
+    }
+}
+
+/// A typed handler as bytes in, bytes out: the arguments decoded from
+/// MessagePack, the reply encoded.
+pub(crate) fn erase<A, R, F>(
+    handler: F,
+) -> impl Fn(&CallContext, &[u8]) -> Result<Vec<u8>, Failure> + Send + Sync + 'static
+where
+    A: DeserializeOwned,
+    R: Serialize,
+    F: Fn(&CallContext, A) -> Result<R, HandlerError> + Send + Sync + 'static,
+{
+    move |ctx: &CallContext, bytes: &[u8]| -> Result<Vec<u8>, Failure> {
+        let args: A =
+            rmp_serde::from_slice(bytes).map_err(|e| Failure::BadArguments(e.to_string()))?;
+        let reply = handler(ctx, args).map_err(Failure::Handler)?;
+        encode(&reply).map_err(|e| Failure::Handler(HandlerError::new(e)))
     }
 }
 

@@ -10,7 +10,9 @@ pub(crate) mod deadlines;
 mod directory;
 mod events;
 mod handlers;
+pub(crate) mod membership;
 mod reactor;
+pub(crate) mod services;
 mod sockets;
 mod spin;
 mod streams;
@@ -95,8 +97,10 @@ pub(crate) struct Inner {
     call_timeout: Duration,
     /// CURVE mode: this node's public key.
     public_key: Option<PublicKey>,
-    /// The channel service, started by the first `channel` call.
-    channels: Mutex<Option<Arc<crate::channel::Hub>>>,
+    /// The built-in services running on the node (channels, ...).
+    services: services::Services,
+    /// What the services learn of sessions beginning and ending.
+    membership: Arc<membership::Membership>,
     /// Stream services, by name.
     stream_services: Arc<crate::stream::Services>,
     /// Where streams opened here send their commands.
@@ -197,48 +201,14 @@ impl Node {
         WeakNode(Arc::downgrade(&self.inner))
     }
 
-    /// The replicated channel `name` on this node, with values of type `V`
-    /// (created empty on first use; see [`crate::channel`]).
-    pub fn channel<V>(&self, name: &str) -> Result<crate::channel::Channel<V>, Error>
+    /// The built-in service `name`, started with `start` if this is its
+    /// first use (see [`services`]).
+    pub(crate) fn service<S, F>(&self, name: &'static str, start: F) -> Result<Arc<S>, Error>
     where
-        V: Serialize + DeserializeOwned,
+        S: services::BuiltIn,
+        F: FnOnce(&services::Host<'_>) -> Result<Arc<S>, Error>,
     {
-        self.channel_with(name, None)
-    }
-
-    /// The same, with limits and timers for a channel created by this call.
-    pub fn channel_with<V>(
-        &self,
-        name: &str,
-        config: Option<crate::channel::ChannelConfig>,
-    ) -> Result<crate::channel::Channel<V>, Error>
-    where
-        V: Serialize + DeserializeOwned,
-    {
-        MethodName::new(name).map_err(|reason| Error::InvalidName {
-            name: name.to_string(),
-            reason,
-        })?;
-        if self.is_closed() {
-            return Err(Error::Closed);
-        }
-        let hub = {
-            let mut slot = self.inner.channels.lock();
-            match &*slot {
-                Some(hub) => hub.clone(),
-                None => {
-                    let hub = crate::channel::Hub::start(self)?;
-                    *slot = Some(hub.clone());
-                    hub
-                }
-            }
-        };
-        Ok(crate::channel::Channel::open(
-            self,
-            hub,
-            name,
-            config.as_ref(),
-        ))
+        self.inner.services.start(self, name, start)
     }
 
     /// The timeout of calls made without one (see [`NodeBuilder::call_timeout`]).
@@ -287,10 +257,7 @@ impl Node {
         R: Serialize,
         F: Fn(&CallContext, A) -> Result<R, HandlerError> + Send + Sync + 'static,
     {
-        MethodName::new(method).map_err(|reason| Error::InvalidName {
-            name: method.to_string(),
-            reason,
-        })?;
+        user_method(method)?;
         self.inner.registry.insert(method, handler);
         Ok(())
     }
@@ -314,10 +281,7 @@ impl Node {
         F: Fn(CallContext, A) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
     {
-        MethodName::new(method).map_err(|reason| Error::InvalidName {
-            name: method.to_string(),
-            reason,
-        })?;
+        user_method(method)?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             Error::InvalidConfig(
                 "register_async needs a tokio runtime: call it from within one".into(),
@@ -328,8 +292,9 @@ impl Node {
     }
 
     /// Removes the handler of `method`; returns whether there was one.
+    /// The built-in services' methods (`bilateral.…`) cannot be removed.
     pub fn unregister(&self, method: &str) -> bool {
-        self.inner.registry.remove(method)
+        services::reserved(method).is_none() && self.inner.registry.remove(method)
     }
 
     /// Registers the stream service `service`, replacing any previous one.
@@ -354,10 +319,7 @@ impl Node {
         T: DeserializeOwned + Send + 'static,
         F: Fn(crate::Incoming<T>) -> Result<(), HandlerError> + Send + Sync + 'static,
     {
-        MethodName::new(service).map_err(|reason| Error::InvalidName {
-            name: service.to_string(),
-            reason,
-        })?;
+        user_method(service)?;
         self.inner.stream_services.insert(service, handler);
         Ok(())
     }
@@ -365,7 +327,7 @@ impl Node {
     /// Removes the stream service `service`; returns whether there was one.
     /// Streams already accepted go on.
     pub fn remove_stream_service(&self, service: &str) -> bool {
-        self.inner.stream_services.remove(service)
+        services::reserved(service).is_none() && self.inner.stream_services.remove(service)
     }
 
     /// The registered stream services, sorted.
@@ -735,13 +697,6 @@ impl Node {
         self.inner.events.subscribe(self.inner.event_capacity)
     }
 
-    /// Peer events as a crossbeam channel, for the node's own service threads.
-    pub(crate) fn events_channel(&self) -> crossbeam_channel::Receiver<PeerEvent> {
-        self.inner
-            .events
-            .subscribe_channel(self.inner.event_capacity)
-    }
-
     /// Events dropped because a subscriber's queue was full.
     pub fn events_dropped(&self) -> u64 {
         self.inner.events.dropped()
@@ -784,7 +739,9 @@ impl Node {
 
     /// Node-wide counters (messages dropped by reason, late replies, ...).
     pub fn stats(&self) -> NodeStats {
-        self.snapshot().map(|s| s.stats).unwrap_or_default()
+        let mut stats = self.snapshot().map(|s| s.stats).unwrap_or_default();
+        stats.services = self.inner.services.stats();
+        stats
     }
 
     /// Calls awaiting replies and handler jobs queued or running.
@@ -913,9 +870,8 @@ impl Inner {
             let _ = running.reactor.join();
         }
         running.workers.shutdown(self.shutdown_grace);
-        if let Some(hub) = self.channels.lock().take() {
-            hub.stop();
-        }
+        self.membership.close();
+        self.services.stop_all();
         self.refuse_leftovers();
         self.registry.clear();
         self.stream_services.clear();
@@ -981,6 +937,20 @@ pub(crate) fn one_result<R>(call: Result<Responses<R>, Error>) -> Result<R, Call
         Err(Error::Closed) => Err(CallError::Closed),
         Err(Error::Overloaded(_)) => Err(CallError::Overloaded(Side::Local)),
         Err(e) => Err(CallError::Local(e.to_string())),
+    }
+}
+
+/// Checks a method name the application registers: valid, and not in the
+/// built-in services' namespace.
+fn user_method(method: &str) -> Result<(), Error> {
+    let invalid = |reason| Error::InvalidName {
+        name: method.to_string(),
+        reason,
+    };
+    MethodName::new(method).map_err(invalid)?;
+    match services::reserved(method) {
+        Some(_) => Err(invalid(crate::protocol::NameError::Reserved)),
+        None => Ok(()),
     }
 }
 

@@ -59,6 +59,8 @@ pub(crate) struct Reactor {
     /// Close as a crash would: nothing more goes on the wire.
     pub abort: Arc<AtomicBool>,
     pub events: Arc<EventHub>,
+    /// The built-in services' lossless view of the same events.
+    pub membership: Arc<super::membership::Membership>,
     pub directory: Arc<RwLock<Directory>>,
     pub published_generation: Option<u64>,
     /// Fault injection, when a plan is set.
@@ -538,6 +540,7 @@ impl Reactor {
             Action::Event(event) => {
                 // Whoever sees the event must see the directory it implies.
                 self.publish_directory();
+                self.membership.handle_event(&event);
                 self.events.publish(&event);
             }
             Action::Dispatch(job) => {

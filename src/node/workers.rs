@@ -159,7 +159,12 @@ pub(crate) fn run(registry: &Registry, job: Job, report: &Report) -> bool {
     }
     let Some(handler) = registry.get(&job.method) else {
         log::debug!("{} called unknown method {:?}", job.peer, job.method);
-        let outcome = job.answer(ReplyStatus::UnknownMethod, job.method.clone().into_bytes());
+        let outcome = match super::services::reserved(&job.method) {
+            Some(service) if !registry.serves(service) => {
+                job.answer(ReplyStatus::NoService, service.as_bytes().to_vec())
+            }
+            _ => job.answer(ReplyStatus::UnknownMethod, job.method.clone().into_bytes()),
+        };
         return report.send(job.done(outcome));
     };
     let ctx = CallContext {

@@ -256,6 +256,9 @@ pub enum ReplyStatus {
     /// The handler returned a typed error (payload: MessagePack array of
     /// its message, a str, and the error value encoded as MessagePack, a bin).
     TypedError,
+    /// The method is in the built-in services' namespace (`bilateral.…`)
+    /// and the callee does not run that service (payload: its name).
+    NoService,
     /// A status this implementation does not know.
     Other(u8),
 }
@@ -270,6 +273,7 @@ impl ReplyStatus {
             ReplyStatus::Overloaded => 4,
             ReplyStatus::ShuttingDown => 5,
             ReplyStatus::TypedError => 6,
+            ReplyStatus::NoService => 7,
             ReplyStatus::Other(c) => c,
         }
     }
@@ -283,6 +287,7 @@ impl ReplyStatus {
             4 => ReplyStatus::Overloaded,
             5 => ReplyStatus::ShuttingDown,
             6 => ReplyStatus::TypedError,
+            7 => ReplyStatus::NoService,
             c => ReplyStatus::Other(c),
         }
     }

@@ -21,6 +21,10 @@ pub enum NameError {
     /// Not UTF-8 (only possible for names read from the network).
     #[error("name is not valid UTF-8")]
     NotUtf8,
+    /// Begins with `bilateral.`, the namespace of the node's built-in
+    /// services (only for names the application registers).
+    #[error("names beginning with \"bilateral.\" are reserved for the node's own services")]
+    Reserved,
 }
 
 fn validate(name: &str) -> Result<(), NameError> {

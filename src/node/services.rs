@@ -1,0 +1,210 @@
+//! The extension point of the node's built-in services (channels, and the
+//! registry and discovery to come).
+//!
+//! A built-in service is a [`BuiltIn`]: it runs beside a node, speaks to its
+//! counterparts on other nodes with the node's ordinary calls and casts, and
+//! follows the [membership feed](super::membership). It plugs in through
+//! this module alone:
+//!
+//! - [`Services::start`] starts it once per node (on first use, or when the
+//!   node starts) with a [`Host`]: the node, and the registration of its
+//!   methods, always named `bilateral.<service>.<method>`;
+//! - it is added to the membership feed right after, and told of every
+//!   session already open;
+//! - when the node closes it is stopped, after the reactor and the workers;
+//! - its counters (and those the host keeps for it: messages received,
+//!   malformed) appear in [`NodeStats::services`](crate::NodeStats).
+//!
+//! The `bilateral.` method namespace is the services' own: the application
+//! cannot register, unregister or shadow a method in it ([`reserved`]). A
+//! call into it for a service this node does not run is answered
+//! `NoService`, which the caller sees as
+//! [`CallError::NoService`](crate::CallError::NoService).
+
+use std::any::Any;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::handlers::{CallContext, Failure, HandlerError};
+use super::membership::{Listener, Membership};
+use super::{Node, WeakNode};
+use crate::Error;
+use crate::core::ServiceStats;
+
+/// The prefix of every built-in service's methods.
+pub(crate) const PREFIX: &str = "bilateral.";
+
+/// The service a reserved method belongs to (`bilateral.<service>.…`), or
+/// `None` for an application's method.
+pub(crate) fn reserved(method: &str) -> Option<&str> {
+    let rest = method.strip_prefix(PREFIX)?;
+    Some(rest.split('.').next().unwrap_or(rest))
+}
+
+/// A built-in service: what a node needs to know of it to run it.
+pub(crate) trait BuiltIn: Listener + Any + Send + Sync {
+    /// The node is closing: end the service's threads and let go of the node.
+    fn stop(&self);
+
+    /// The service's own counters, by name, for [`ServiceStats::counters`].
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+}
+
+/// What the host counts for every service.
+#[derive(Default)]
+struct Counters {
+    received: AtomicU64,
+    malformed: AtomicU64,
+}
+
+struct Running {
+    name: &'static str,
+    service: Arc<dyn BuiltIn>,
+    /// The same service, to hand it back typed.
+    typed: Arc<dyn Any + Send + Sync>,
+    counters: Arc<Counters>,
+}
+
+/// The built-in services running on one node.
+pub(crate) struct Services {
+    running: Mutex<Vec<Running>>,
+    membership: Arc<Membership>,
+}
+
+impl Services {
+    pub(crate) fn new(membership: Arc<Membership>) -> Self {
+        Services {
+            running: Mutex::new(Vec::new()),
+            membership,
+        }
+    }
+
+    /// The service `name` of type `S`, started with `start` if it is not
+    /// running yet. `start` must not start another service.
+    pub(crate) fn start<S, F>(
+        &self,
+        node: &Node,
+        name: &'static str,
+        start: F,
+    ) -> Result<Arc<S>, Error>
+    where
+        S: BuiltIn,
+        F: FnOnce(&Host<'_>) -> Result<Arc<S>, Error>,
+    {
+        let mut running = self.running.lock();
+        if let Some(r) = running.iter().find(|r| r.name == name) {
+            return Arc::clone(&r.typed)
+                .downcast::<S>()
+                .map_err(|_| Error::InvalidConfig(format!("service {name} has another type")));
+        }
+        if node.is_closed() {
+            return Err(Error::Closed);
+        }
+        let counters = Arc::new(Counters::default());
+        let host = Host {
+            node,
+            name,
+            counters: counters.clone(),
+        };
+        let service = start(&host)?;
+        self.membership.listen(service.clone());
+        running.push(Running {
+            name,
+            service: service.clone(),
+            typed: service.clone(),
+            counters,
+        });
+        log::debug!("node {}: service {name} started", node.name());
+        Ok(service)
+    }
+
+    /// Every service's counters, by name.
+    pub(crate) fn stats(&self) -> Vec<ServiceStats> {
+        let mut stats: Vec<ServiceStats> = self
+            .running
+            .lock()
+            .iter()
+            .map(|r| ServiceStats {
+                name: r.name.to_string(),
+                received: r.counters.received.load(Ordering::Relaxed),
+                malformed: r.counters.malformed.load(Ordering::Relaxed),
+                counters: r
+                    .service
+                    .counters()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+            })
+            .collect();
+        stats.sort_by(|a, b| a.name.cmp(&b.name));
+        stats
+    }
+
+    /// Stops every service (the node is closing; its reactor has stopped,
+    /// so no membership change or handler can reach them any more).
+    pub(crate) fn stop_all(&self) {
+        let running = std::mem::take(&mut *self.running.lock());
+        for r in running {
+            r.service.stop();
+        }
+    }
+}
+
+/// What a starting service gets from its node.
+pub(crate) struct Host<'a> {
+    node: &'a Node,
+    name: &'static str,
+    counters: Arc<Counters>,
+}
+
+impl Host<'_> {
+    /// The node (for its name and incarnation; keep a [`WeakNode`] instead
+    /// of a clone, so the service does not keep the node open).
+    pub(crate) fn node(&self) -> &Node {
+        self.node
+    }
+
+    /// A reference to the node that does not keep it open.
+    pub(crate) fn weak(&self) -> WeakNode {
+        self.node.downgrade()
+    }
+
+    /// Registers the service's method `method`, a full name in its
+    /// namespace (`bilateral.<service>.<method>`, as the protocol names
+    /// it). Each message it receives is counted; one whose arguments do not
+    /// decode is counted as malformed, logged, and answered `BadArguments`
+    /// (a cast is dropped).
+    pub(crate) fn register<A, R, F>(&self, method: &str, handler: F)
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        F: Fn(&CallContext, A) -> Result<R, HandlerError> + Send + Sync + 'static,
+    {
+        debug_assert_eq!(
+            reserved(method),
+            Some(self.name),
+            "{method} is not the service's"
+        );
+        let erased = super::handlers::erase(handler);
+        let counters = self.counters.clone();
+        let counted = move |ctx: &CallContext, bytes: &[u8]| -> Result<Vec<u8>, Failure> {
+            counters.received.fetch_add(1, Ordering::Relaxed);
+            let result = erased(ctx, bytes);
+            if let Err(Failure::BadArguments(why)) = &result {
+                counters.malformed.fetch_add(1, Ordering::Relaxed);
+                log::debug!("{} sent a malformed {}: {why}", ctx.peer(), ctx.method());
+            }
+            result
+        };
+        self.node
+            .inner
+            .registry
+            .insert_erased(method, Arc::new(counted));
+    }
+}
