@@ -1,15 +1,15 @@
-//! The channel service of one node: every replica of the node, the handlers
-//! of the replication methods, and one thread that runs the replicas'
-//! timers, sends what they produce (as casts) and follows the mesh's peer
-//! events. Replication rides on the node's ordinary calls and casts.
+//! The channel service of one node (a built-in service, see
+//! `node/services.rs`): every replica of the node, the handlers of the
+//! replication methods, and the tick that runs the replicas' timers and
+//! sends what they produce (as casts). Replication rides on the node's
+//! ordinary calls and casts; peers joining and leaving come from the
+//! membership feed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 use parking_lot::Mutex;
 use serde::Serialize;
 
@@ -17,8 +17,8 @@ use super::replica::{ChannelConfig, Out, Replica, ReplicaEvent};
 use super::wire::{self, Entries, Hello, Pull, Push, Unpeer};
 use crate::core::PeerState;
 use crate::node::membership::{Change as MemberChange, Listener};
-use crate::node::services::{BuiltIn, Host};
-use crate::node::{CallContext, HandlerError, Node, WeakNode};
+use crate::node::services::{BuiltIn, Host, Wake};
+use crate::node::{CallContext, HandlerError, Node};
 
 /// Events queued per watcher before further ones are dropped.
 pub(crate) const WATCH_CAPACITY: usize = 4096;
@@ -41,8 +41,7 @@ pub(crate) struct Hub {
     pub(crate) slots: Mutex<HashMap<String, Slot>>,
     pub(crate) me: String,
     pub(crate) id: u64,
-    wake: Sender<()>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    wake: Wake,
     pub(crate) dropped_events: AtomicU64,
 }
 
@@ -55,34 +54,23 @@ impl Hub {
         node.service(Self::NAME, Hub::start)
     }
 
-    /// Creates the hub: registers the replication methods and starts the
-    /// service thread.
+    /// Creates the hub and registers the replication methods.
     fn start(host: &Host<'_>) -> Result<Arc<Hub>, crate::Error> {
-        let (wake, woken) = bounded(1);
         let node = host.node();
         let hub = Arc::new(Hub {
             slots: Mutex::new(HashMap::new()),
             me: node.name().to_string(),
             id: node.incarnation(),
-            wake,
-            thread: Mutex::new(None),
+            wake: host.wake(),
             dropped_events: AtomicU64::new(0),
         });
         register(host, &hub);
-        let (weak, service_hub) = (host.weak(), hub.clone());
-        let thread = std::thread::Builder::new()
-            .name(format!("bilateral-channels-{}", node.name()))
-            .spawn(move || service_hub.run(weak, woken))
-            .map_err(crate::Error::Thread)?;
-        *hub.thread.lock() = Some(thread);
         Ok(hub)
     }
 
-    /// Asks the service thread to act on what changed.
+    /// Asks for a tick, to act on what changed.
     pub(crate) fn wake(&self) {
-        match self.wake.try_send(()) {
-            Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
-        }
+        self.wake.wake();
     }
 
     /// Runs `f` on the replica of `channel`, creating it with `config` if needed.
@@ -108,50 +96,37 @@ impl Hub {
         result
     }
 
-    fn run(self: Arc<Self>, node: WeakNode, woken: Receiver<()>) {
-        loop {
-            let Some(node) = node.upgrade() else { return };
-            if node.is_closed() {
-                return;
-            }
-            let now = Instant::now();
-            let mut outgoing = Vec::new();
-            let next = {
-                let mut slots = self.slots.lock();
-                let wall = wall_ms();
-                for slot in slots.values_mut() {
-                    slot.replica.handle_timeout(now, wall);
-                    while let Some(out) = slot.replica.poll_out() {
-                        outgoing.push(out);
-                    }
-                    self.deliver_events(slot);
+    /// Runs every replica's timers and sends what they produce.
+    fn run_tick(&self, node: &Node, now: Instant) -> Option<Instant> {
+        let mut outgoing = Vec::new();
+        let next = {
+            let mut slots = self.slots.lock();
+            let wall = wall_ms();
+            for slot in slots.values_mut() {
+                slot.replica.handle_timeout(now, wall);
+                while let Some(out) = slot.replica.poll_out() {
+                    outgoing.push(out);
                 }
-                slots
-                    .values()
-                    .filter_map(|s| s.replica.poll_timeout())
-                    .min()
-            };
-            let failed: Vec<(String, String)> = outgoing
-                .into_iter()
-                .filter_map(|out| send(&node, out))
-                .collect();
-            if !failed.is_empty() {
-                let mut slots = self.slots.lock();
-                for (channel, peer) in failed {
-                    if let Some(slot) = slots.get_mut(&channel) {
-                        slot.replica.handle_send_failed(&peer, now);
-                    }
-                }
+                self.deliver_events(slot);
             }
-            drop(node);
-            let timeout = next.map_or(Duration::from_secs(1), |t| {
-                t.saturating_duration_since(Instant::now())
-            });
-            match woken.recv_timeout(timeout.min(Duration::from_secs(1))) {
-                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
+            slots
+                .values()
+                .filter_map(|s| s.replica.poll_timeout())
+                .min()
+        };
+        let failed: Vec<(String, String)> = outgoing
+            .into_iter()
+            .filter_map(|out| send(node, out))
+            .collect();
+        if !failed.is_empty() {
+            let mut slots = self.slots.lock();
+            for (channel, peer) in failed {
+                if let Some(slot) = slots.get_mut(&channel) {
+                    slot.replica.handle_send_failed(&peer, now);
+                }
             }
         }
+        next
     }
 
     /// Hands the replica's events to its watchers, without ever blocking.
@@ -188,15 +163,8 @@ impl Listener for Hub {
 }
 
 impl BuiltIn for Hub {
-    /// Stops the service thread (when the node closes).
-    fn stop(&self) {
-        let thread = self.thread.lock().take();
-        if let Some(thread) = thread {
-            if thread.thread().id() != std::thread::current().id() {
-                self.wake();
-                let _ = thread.join();
-            }
-        }
+    fn tick(&self, node: &Node, now: Instant) -> Option<Instant> {
+        self.run_tick(node, now)
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {

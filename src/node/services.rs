@@ -24,7 +24,10 @@
 use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -47,8 +50,15 @@ pub(crate) fn reserved(method: &str) -> Option<&str> {
 
 /// A built-in service: what a node needs to know of it to run it.
 pub(crate) trait BuiltIn: Listener + Any + Send + Sync {
-    /// The node is closing: end the service's threads and let go of the node.
-    fn stop(&self);
+    /// Runs the service's timers and sends what they produce, on the node's
+    /// service thread; returns when it must run next. It also runs soon
+    /// after the service asks for it ([`Wake::wake`]), and at least once a
+    /// second.
+    fn tick(&self, node: &Node, now: Instant) -> Option<Instant>;
+
+    /// The node is closing (its reactor, workers and service thread have
+    /// stopped): let go of what the service holds.
+    fn stop(&self) {}
 
     /// The service's own counters, by name, for [`ServiceStats::counters`].
     fn counters(&self) -> Vec<(&'static str, u64)> {
@@ -71,17 +81,42 @@ struct Running {
     counters: Arc<Counters>,
 }
 
-/// The built-in services running on one node.
+/// The built-in services running on one node, and the one thread that
+/// ticks them all (started with the first service).
 pub(crate) struct Services {
     running: Mutex<Vec<Running>>,
     membership: Arc<Membership>,
+    wake: Wake,
+    woken: Receiver<()>,
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
+
+/// A service's way to ask for a tick soon (after its handlers changed its
+/// state, for instance). Never blocks.
+#[derive(Clone)]
+pub(crate) struct Wake(Sender<()>);
+
+impl Wake {
+    /// Asks for a tick of every service.
+    pub(crate) fn wake(&self) {
+        match self.0.try_send(()) {
+            Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
+        }
+    }
+}
+
+/// The longest the service thread sleeps.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
 
 impl Services {
     pub(crate) fn new(membership: Arc<Membership>) -> Self {
+        let (tx, woken) = bounded(1);
         Services {
             running: Mutex::new(Vec::new()),
             membership,
+            wake: Wake(tx),
+            woken,
+            thread: Mutex::new(None),
         }
     }
 
@@ -106,11 +141,13 @@ impl Services {
         if node.is_closed() {
             return Err(Error::Closed);
         }
+        self.start_thread(node)?;
         let counters = Arc::new(Counters::default());
         let host = Host {
             node,
             name,
             counters: counters.clone(),
+            wake: self.wake.clone(),
         };
         let service = start(&host)?;
         self.membership.listen(service.clone());
@@ -121,7 +158,31 @@ impl Services {
             counters,
         });
         log::debug!("node {}: service {name} started", node.name());
+        self.wake.wake();
         Ok(service)
+    }
+
+    fn start_thread(&self, node: &Node) -> Result<(), Error> {
+        let mut thread = self.thread.lock();
+        if thread.is_some() {
+            return Ok(());
+        }
+        let (weak, woken) = (node.downgrade(), self.woken.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("bilateral-services-{}", node.name()))
+            .spawn(move || run(&weak, &woken))
+            .map_err(Error::Thread)?;
+        *thread = Some(spawned);
+        Ok(())
+    }
+
+    /// The services to tick now.
+    fn to_tick(&self) -> Vec<Arc<dyn BuiltIn>> {
+        self.running
+            .lock()
+            .iter()
+            .map(|r| r.service.clone())
+            .collect()
     }
 
     /// Every service's counters, by name.
@@ -149,9 +210,44 @@ impl Services {
     /// Stops every service (the node is closing; its reactor has stopped,
     /// so no membership change or handler can reach them any more).
     pub(crate) fn stop_all(&self) {
+        let thread = self.thread.lock().take();
+        if let Some(thread) = thread {
+            // The thread sees the node closed at its next turn.
+            self.wake.wake();
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
         let running = std::mem::take(&mut *self.running.lock());
         for r in running {
             r.service.stop();
+        }
+    }
+}
+
+/// The service thread: ticks every service when one is due or asks for it,
+/// until the node closes. It holds the node only while it ticks.
+fn run(node: &WeakNode, woken: &Receiver<()>) {
+    loop {
+        let next = {
+            let Some(node) = node.upgrade() else { return };
+            if node.is_closed() {
+                return;
+            }
+            let now = Instant::now();
+            node.inner
+                .services
+                .to_tick()
+                .iter()
+                .filter_map(|service| service.tick(&node, now))
+                .min()
+        };
+        let sleep = next.map_or(MAX_SLEEP, |t| {
+            t.saturating_duration_since(Instant::now()).min(MAX_SLEEP)
+        });
+        match woken.recv_timeout(sleep) {
+            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
         }
     }
 }
@@ -161,18 +257,19 @@ pub(crate) struct Host<'a> {
     node: &'a Node,
     name: &'static str,
     counters: Arc<Counters>,
+    wake: Wake,
 }
 
 impl Host<'_> {
-    /// The node (for its name and incarnation; keep a [`WeakNode`] instead
-    /// of a clone, so the service does not keep the node open).
+    /// The node, for its name and incarnation. A service must not keep a
+    /// clone (that would keep the node open): its tick is given the node.
     pub(crate) fn node(&self) -> &Node {
         self.node
     }
 
-    /// A reference to the node that does not keep it open.
-    pub(crate) fn weak(&self) -> WeakNode {
-        self.node.downgrade()
+    /// How the service asks for a tick.
+    pub(crate) fn wake(&self) -> Wake {
+        self.wake.clone()
     }
 
     /// Registers the service's method `method`, a full name in its
