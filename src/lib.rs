@@ -35,6 +35,7 @@
 //!   ([`CallContext`], [`HandlerError`]), membership ([`Events`],
 //!   [`PeerEvent`], [`PeerInfo`]), settings ([`Timers`], [`Limits`]) and errors.
 //! - [`channel`]: replicated key-value channels.
+//! - [`registry`]: entries owned by node sessions, gone when their owner is.
 //! - [`stream`]: data connections, byte streams between two nodes.
 //! - [`security`]: CURVE keys and key files.
 //! - `testkit` and `faults` (with the `testkit` feature): in-process test
@@ -78,6 +79,7 @@ mod faults;
 mod mailbox;
 mod node;
 mod protocol;
+pub mod registry;
 pub mod security;
 mod service;
 pub mod stream;
@@ -98,6 +100,9 @@ pub use crate::node::{
     PendingCall, Response, Responses, To, WeakNode,
 };
 pub use crate::protocol::{NameError, NodeName, RejectCode};
+pub use crate::registry::{
+    Entry, Registration, Registry, RegistryConfig, RegistryError, RegistryEvent, RegistryWatch,
+};
 pub use crate::security::{KeyError, Keypair, PublicKey};
 #[doc(hidden)]
 pub use crate::service::__private;

@@ -41,10 +41,13 @@ fn async_handlers_count_against_the_handler_queue() {
     let rt = runtime();
     let server = builder("server").max_queued_handlers(3).start().unwrap();
     let (gate, gate_rx) = tokio::sync::watch::channel(false);
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = started.clone();
     rt.block_on(async {
         server
             .register_async("held", move |_ctx: CallContext, (): ()| {
                 let mut open = gate_rx.clone();
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 async move {
                     let _ = open.wait_for(|&o| o).await;
                     Ok::<_, HandlerError>(())
@@ -57,7 +60,11 @@ fn async_handlers_count_against_the_handler_queue() {
     let held: Vec<PendingCall<()>> = (0..3)
         .map(|_| client.start_call("server", "held", &(), PATIENCE).unwrap())
         .collect();
-    wait_until(PATIENCE, || server.load().1 == 3);
+    // The three held handlers fill the queue (the node's own services'
+    // messages have a queue of their own and do not count).
+    wait_until(PATIENCE, || {
+        started.load(std::sync::atomic::Ordering::SeqCst) == 3 && server.load().1 == 3
+    });
     let refused = client.call_one::<_, ()>("server", "held", &(), PATIENCE);
     assert_eq!(refused, Err(CallError::Overloaded(bilateral::Side::Remote)));
     gate.send(true).unwrap();

@@ -63,15 +63,19 @@ fn a_call_into_a_service_the_peer_does_not_run_gets_a_typed_answer() {
     let a = node("a");
     let b = node("b");
     join(&a, &b);
-    // b runs no service at all.
+    // b runs the registry (every node does), not channels (until used).
     let err = a
         .call_one::<_, ()>("b", "bilateral.channel.hello", &(), T)
         .unwrap_err();
     assert_eq!(err, CallError::NoService("channel".into()));
     let err = a
+        .call_one::<_, ()>("b", "bilateral.nosuch.lookup", &("x", "y"), T)
+        .unwrap_err();
+    assert_eq!(err, CallError::NoService("nosuch".into()));
+    let err = a
         .call_one::<_, ()>("b", "bilateral.registry.lookup", &("x", "y"), T)
         .unwrap_err();
-    assert_eq!(err, CallError::NoService("registry".into()));
+    assert_eq!(err, CallError::UnknownMethod);
     // Once it runs channels, an unknown method of that service is just unknown.
     let _channel = b.channel::<u32>("data").unwrap();
     let err = a
@@ -89,8 +93,8 @@ fn each_service_counts_what_it_received_and_what_was_malformed() {
     let b = node("b");
     join(&a, &b);
     assert!(
-        b.stats().services.is_empty(),
-        "no service runs before first use"
+        b.stats().service("channel").is_none(),
+        "channels start on first use"
     );
     let channel = b.channel::<u32>("data").unwrap();
     channel.peer(["a"]);
@@ -169,4 +173,38 @@ fn a_burst_of_sessions_reaches_the_channel_service_even_when_events_overflow() {
     for c in &channels {
         wait_until(PATIENCE, || c.get("from-hub").unwrap().is_some());
     }
+}
+
+#[test]
+fn services_keep_working_while_every_worker_is_busy_and_the_queue_is_full() {
+    let a = node("a");
+    let b = builder("b")
+        .workers(1)
+        .max_queued_handlers(1)
+        .start()
+        .unwrap();
+    let (open, gate) = crossbeam_channel::bounded::<()>(0);
+    let (started_tx, started) = crossbeam_channel::bounded::<()>(1);
+    b.register("hold", move |_, (): ()| {
+        let _ = started_tx.try_send(());
+        let _ = gate.recv_timeout(PATIENCE);
+        Ok(())
+    })
+    .unwrap();
+    join(&a, &b);
+    let held = a.start_call::<_, ()>("b", "hold", &(), PATIENCE).unwrap();
+    started.recv_timeout(PATIENCE).expect("the handler runs");
+    assert_eq!(
+        a.call_one::<_, ()>("b", "hold", &(), T),
+        Err(CallError::Overloaded(bilateral::Side::Remote)),
+        "the application's queue is full"
+    );
+    // The registry's messages have their own queue and thread.
+    let _entry = a.registry().unwrap().register("c", "k", &1u32).unwrap();
+    wait_until(PATIENCE, || {
+        b.registry().unwrap().lookup::<u32>("c", "k").unwrap().len() == 1
+    });
+    assert_eq!(b.load().1, 1, "only the application's job counts");
+    open.send(()).unwrap();
+    assert_eq!(held.wait().get("b"), Some(&Ok(())));
 }

@@ -92,6 +92,9 @@ pub struct Limits {
     /// Most requests and casts queued for or running on the worker pool; beyond
     /// it requests are answered `Overloaded` and casts dropped. Default 10 000.
     pub max_queued_handlers: usize,
+    /// The same for the built-in services' methods (`bilateral.…`), which
+    /// run on the node's service thread. Default 4 096.
+    pub max_queued_service_jobs: usize,
     /// Most REJECT(NotJoined) answers per second to senders without a session.
     /// Default 200.
     pub max_not_joined_replies_per_sec: u32,
@@ -112,6 +115,7 @@ impl Default for Limits {
             max_memory: 1024 * 1024 * 1024,
             max_pending_calls: 100_000,
             max_queued_handlers: 10_000,
+            max_queued_service_jobs: 4_096,
             max_not_joined_replies_per_sec: 200,
         }
     }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::mesh::{Action, Job, JobDone, JobOutcome, Mesh, Purpose};
+use super::mesh::{Action, Job, JobDone, JobOutcome, Mesh, Purpose, Runner};
 use super::peer::Link;
 use crate::error::{CallError, RemoteError, Side};
 use crate::protocol::{Cast, Message, NodeName, Reply, ReplyStatus, Request};
@@ -147,8 +147,8 @@ impl<C: Clone> Mesh<C> {
             peer.stats.calls_in += 1;
         }
         let cost = job_cost(r.method, r.args);
-        let refusal: Option<&[u8]> = if self.queued_handlers >= self.cfg.limits.max_queued_handlers
-        {
+        let runner = Runner::of(r.method);
+        let refusal: Option<&[u8]> = if self.queue_full(runner) {
             Some(b"handler queue full")
         } else if !self.admits(name, cost) {
             self.refused_for_memory(name, "a request", cost);
@@ -166,10 +166,11 @@ impl<C: Clone> Mesh<C> {
             self.send(name, link, &reply, Purpose::Control);
             return;
         }
-        self.queued_handlers += 1;
+        self.admit(runner);
         self.memory.add_job(name, cost);
         self.recount(name);
         self.actions.push_back(Action::Dispatch(Job {
+            runner,
             peer: name.clone(),
             incarnation,
             link,
@@ -180,10 +181,27 @@ impl<C: Clone> Mesh<C> {
         }));
     }
 
+    /// Whether `runner`'s queue is at its bound.
+    fn queue_full(&self, runner: Runner) -> bool {
+        let limits = &self.cfg.limits;
+        match runner {
+            Runner::Workers => self.queued_handlers >= limits.max_queued_handlers,
+            Runner::Services => self.queued_service_jobs >= limits.max_queued_service_jobs,
+        }
+    }
+
+    fn admit(&mut self, runner: Runner) {
+        match runner {
+            Runner::Workers => self.queued_handlers += 1,
+            Runner::Services => self.queued_service_jobs += 1,
+        }
+    }
+
     /// A CAST from a peer in session: admit it or drop it.
     pub(super) fn on_cast(&mut self, name: &NodeName, incarnation: u64, link: Link, c: &Cast<'_>) {
         let cost = job_cost(c.method, c.args);
-        if self.queued_handlers >= self.cfg.limits.max_queued_handlers {
+        let runner = Runner::of(c.method);
+        if self.queue_full(runner) {
             self.stats.casts_dropped += 1;
             log::debug!("dropped cast {} from {name}: handler queue full", c.method);
             return;
@@ -193,10 +211,11 @@ impl<C: Clone> Mesh<C> {
             self.refused_for_memory(name, "a cast", cost);
             return;
         }
-        self.queued_handlers += 1;
+        self.admit(runner);
         self.memory.add_job(name, cost);
         self.recount(name);
         self.actions.push_back(Action::Dispatch(Job {
+            runner,
             peer: name.clone(),
             incarnation,
             link,
@@ -237,7 +256,12 @@ impl<C: Clone> Mesh<C> {
 
     /// A worker finished a job: send its reply if the session still stands.
     pub fn handle_job_done(&mut self, done: JobDone, now: Instant) {
-        self.queued_handlers = self.queued_handlers.saturating_sub(1);
+        match done.runner {
+            Runner::Workers => self.queued_handlers = self.queued_handlers.saturating_sub(1),
+            Runner::Services => {
+                self.queued_service_jobs = self.queued_service_jobs.saturating_sub(1);
+            }
+        }
         self.memory.remove_job(&done.peer, done.held);
         self.recount(&done.peer);
         let (status, payload) = match done.outcome {

@@ -126,6 +126,8 @@ pub enum Origin<'a> {
 /// A request or cast to run on the worker pool.
 #[derive(Clone, Debug)]
 pub struct Job {
+    /// Where it runs.
+    pub runner: Runner,
     /// Who sent it.
     pub peer: NodeName,
     /// The sender's incarnation.
@@ -142,6 +144,28 @@ pub struct Job {
     pub args: Vec<u8>,
 }
 
+/// Which pool runs a job: the application's handlers run on the worker
+/// pool, the built-in services' (`bilateral.…`, `PROTOCOL.md` §7.6) on the
+/// node's service thread. Each is admitted against its own bound, so
+/// neither can crowd out the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runner {
+    /// The worker pool (bound: `max_queued_handlers`).
+    Workers,
+    /// The service thread (bound: `max_queued_service_jobs`).
+    Services,
+}
+
+impl Runner {
+    /// The runner of `method`.
+    pub fn of(method: &str) -> Runner {
+        match crate::protocol::reserved_service(method) {
+            Some(_) => Runner::Services,
+            None => Runner::Workers,
+        }
+    }
+}
+
 impl Job {
     /// How this job ends with a reply of `status` and `payload`: that reply
     /// for a request, [`JobOutcome::CastDone`] for a cast (nobody awaits one).
@@ -155,6 +179,7 @@ impl Job {
     /// The report that this job ended with `outcome`.
     pub fn done(self, outcome: JobOutcome) -> JobDone {
         JobDone {
+            runner: self.runner,
             held: super::dispatch::job_cost(&self.method, &self.args),
             peer: self.peer,
             incarnation: self.incarnation,
@@ -168,6 +193,8 @@ impl Job {
 /// What a worker reports when a [`Job`] is over.
 #[derive(Clone, Debug)]
 pub struct JobDone {
+    /// Where the job ran.
+    pub runner: Runner,
     /// The job's peer.
     pub peer: NodeName,
     /// The job's incarnation.
@@ -216,6 +243,8 @@ pub struct Mesh<C> {
     pub(super) rng: Rng,
     pub(super) stats: NodeStats,
     pub(super) queued_handlers: usize,
+    /// Jobs queued for or running on the service thread.
+    pub(super) queued_service_jobs: usize,
     pub(super) closed: bool,
     pub(super) generation: u64,
     /// Start and count of the current one-second window of NotJoined replies.
@@ -247,6 +276,7 @@ impl<C: Clone> Mesh<C> {
             rng,
             stats: NodeStats::default(),
             queued_handlers: 0,
+            queued_service_jobs: 0,
             closed: false,
             generation: 0,
             not_joined_window: (now, 0),

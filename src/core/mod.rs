@@ -33,7 +33,9 @@ pub use config::{Limits, MeshConfig, Timers};
 pub use events::{LostReason, PeerEvent, Rejection};
 #[cfg(test)]
 pub use mesh::Purpose;
-pub use mesh::{Action, Delivery, Job, JobDone, JobOutcome, Mesh, Origin, SendFailure, Transmit};
+pub use mesh::{
+    Action, Delivery, Job, JobDone, JobOutcome, Mesh, Origin, Runner, SendFailure, Transmit,
+};
 pub use peer::{Link, PeerInfo, PeerState};
 pub use stats::{NodeStats, PeerStats, ServiceStats};
 pub use stream::StreamId;

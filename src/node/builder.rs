@@ -62,6 +62,7 @@ pub struct NodeBuilder {
     allowed_keys: Vec<PublicKey>,
     allowed_keys_file: Option<std::path::PathBuf>,
     faults: Option<FaultPlan>,
+    registry: crate::registry::RegistryConfig,
 }
 
 impl NodeBuilder {
@@ -86,7 +87,15 @@ impl NodeBuilder {
             allowed_keys: Vec::new(),
             allowed_keys_file: None,
             faults: None,
+            registry: crate::registry::RegistryConfig::default(),
         }
+    }
+
+    /// The registry's limits and timers (see [`crate::registry`]). Every
+    /// node runs the registry, so that entries travel through it.
+    pub fn registry(mut self, config: crate::registry::RegistryConfig) -> Self {
+        self.registry = config;
+        self
     }
 
     /// The network name (default empty). Nodes join only nodes of the same network.
@@ -508,6 +517,13 @@ impl NodeBuilder {
         };
         let stream_services = Arc::new(Services::default());
         let (done_tx, done_rx) = unbounded();
+        let (service_jobs_tx, service_jobs_rx) = unbounded();
+        let services = super::services::Services::new(
+            membership.clone(),
+            service_jobs_rx,
+            super::workers::Report::new(done_tx.clone(), waker.clone()),
+            registry.clone(),
+        );
         let (workers, jobs_tx) = WorkerPool::start(
             name.as_str(),
             self.workers,
@@ -528,6 +544,7 @@ impl NodeBuilder {
             commands: commands_rx.clone(),
             done: done_rx,
             jobs: jobs_tx,
+            service_jobs: service_jobs_tx,
             waker: waker.clone(),
             wake_rx,
             close_requested: close_requested.clone(),
@@ -557,7 +574,7 @@ impl NodeBuilder {
             }
         };
         log::info!("node {name} started (incarnation {incarnation:016x}) on {endpoints:?}");
-        Ok(Node {
+        let node = Node {
             inner: Arc::new(Inner {
                 name,
                 incarnation,
@@ -576,12 +593,14 @@ impl NodeBuilder {
                 shutdown_grace: self.shutdown_grace,
                 call_timeout: self.call_timeout,
                 public_key: self.curve.as_ref().map(|k| *k.public()),
-                services: super::services::Services::new(membership.clone()),
+                services,
                 membership,
                 stream_services,
                 stream_tx,
             }),
-        })
+        };
+        crate::registry::Service::of(&node, Some(self.registry))?;
+        Ok(node)
     }
 }
 

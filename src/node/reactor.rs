@@ -23,7 +23,9 @@ use super::sockets::{self, Monitored, SocketOptions};
 use super::spin::SpinPermit;
 use super::streams::StreamHost;
 use super::waker::{WakeReceiver, Waker};
-use crate::core::{Action, Delivery, Job, JobDone, Link, Mesh, Origin, SendFailure, Transmit};
+use crate::core::{
+    Action, Delivery, Job, JobDone, Link, Mesh, Origin, Runner, SendFailure, Transmit,
+};
 use crate::error::Error;
 use crate::faults::{Direction, FaultInjector, FaultPlan};
 use crate::protocol::{NodeName, ReplyStatus};
@@ -53,6 +55,8 @@ pub(crate) struct Reactor {
     pub commands: Receiver<Command>,
     pub done: Receiver<JobDone>,
     pub jobs: Sender<Job>,
+    /// The service thread's queue, for jobs of the built-in services' methods.
+    pub service_jobs: Sender<Job>,
     pub waker: Arc<Waker>,
     pub wake_rx: WakeReceiver,
     pub close_requested: Arc<AtomicBool>,
@@ -544,7 +548,11 @@ impl Reactor {
                 self.events.publish(&event);
             }
             Action::Dispatch(job) => {
-                if let Err(crossbeam_channel::SendError(job)) = self.jobs.send(job) {
+                let queue = match job.runner {
+                    Runner::Workers => &self.jobs,
+                    Runner::Services => &self.service_jobs,
+                };
+                if let Err(crossbeam_channel::SendError(job)) = queue.send(job) {
                     // The pool is gone (closing): refuse instead of dropping silently.
                     let outcome = job.answer(ReplyStatus::ShuttingDown, Vec::new());
                     self.mesh.handle_job_done(job.done(outcome), Instant::now());

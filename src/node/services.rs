@@ -27,26 +27,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, select};
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::handlers::{CallContext, Failure, HandlerError};
+use super::handlers::{CallContext, Failure, HandlerError, Registry};
 use super::membership::{Listener, Membership};
+use super::workers::Report;
 use super::{Node, WeakNode};
 use crate::Error;
-use crate::core::ServiceStats;
+use crate::core::{Job, ServiceStats};
 
-/// The prefix of every built-in service's methods.
-pub(crate) const PREFIX: &str = "bilateral.";
-
-/// The service a reserved method belongs to (`bilateral.<service>.…`), or
-/// `None` for an application's method.
-pub(crate) fn reserved(method: &str) -> Option<&str> {
-    let rest = method.strip_prefix(PREFIX)?;
-    Some(rest.split('.').next().unwrap_or(rest))
-}
+pub(crate) use crate::protocol::reserved_service as reserved;
 
 /// A built-in service: what a node needs to know of it to run it.
 pub(crate) trait BuiltIn: Listener + Any + Send + Sync {
@@ -82,13 +75,26 @@ struct Running {
 }
 
 /// The built-in services running on one node, and the one thread that
-/// ticks them all (started with the first service).
+/// runs them all (started with the first service): their ticks, and the
+/// calls and casts peers make to their methods.
 pub(crate) struct Services {
     running: Mutex<Vec<Running>>,
     membership: Arc<Membership>,
     wake: Wake,
-    woken: Receiver<()>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// What the thread takes with it when it starts.
+    inputs: Mutex<Option<Inputs>>,
+}
+
+/// The service thread's inputs.
+pub(crate) struct Inputs {
+    /// Jobs for the services' methods, from the reactor.
+    pub jobs: Receiver<Job>,
+    /// Where finished jobs go.
+    pub report: Report,
+    /// The handlers (the services' are registered there, by their [`Host`]).
+    pub handlers: Arc<Registry>,
+    woken: Receiver<()>,
 }
 
 /// A service's way to ask for a tick soon (after its handlers changed its
@@ -109,14 +115,24 @@ impl Wake {
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 
 impl Services {
-    pub(crate) fn new(membership: Arc<Membership>) -> Self {
+    pub(crate) fn new(
+        membership: Arc<Membership>,
+        jobs: Receiver<Job>,
+        report: Report,
+        handlers: Arc<Registry>,
+    ) -> Self {
         let (tx, woken) = bounded(1);
         Services {
             running: Mutex::new(Vec::new()),
             membership,
             wake: Wake(tx),
-            woken,
             thread: Mutex::new(None),
+            inputs: Mutex::new(Some(Inputs {
+                jobs,
+                report,
+                handlers,
+                woken,
+            })),
         }
     }
 
@@ -164,13 +180,13 @@ impl Services {
 
     fn start_thread(&self, node: &Node) -> Result<(), Error> {
         let mut thread = self.thread.lock();
-        if thread.is_some() {
+        let Some(inputs) = self.inputs.lock().take() else {
             return Ok(());
-        }
-        let (weak, woken) = (node.downgrade(), self.woken.clone());
+        };
+        let weak = node.downgrade();
         let spawned = std::thread::Builder::new()
             .name(format!("bilateral-services-{}", node.name()))
-            .spawn(move || run(&weak, &woken))
+            .spawn(move || run(&weak, &inputs))
             .map_err(Error::Thread)?;
         *thread = Some(spawned);
         Ok(())
@@ -225,29 +241,41 @@ impl Services {
     }
 }
 
-/// The service thread: ticks every service when one is due or asks for it,
-/// until the node closes. It holds the node only while it ticks.
-fn run(node: &WeakNode, woken: &Receiver<()>) {
+/// The service thread: runs the jobs of the services' methods as they come,
+/// and ticks every service when one is due or asked for it, until the node
+/// closes. It holds the node only while it ticks.
+fn run(node: &WeakNode, inputs: &Inputs) {
+    let mut next = Instant::now();
+    let mut asked = true;
     loop {
-        let next = {
+        if asked || Instant::now() >= next {
+            asked = false;
             let Some(node) = node.upgrade() else { return };
             if node.is_closed() {
                 return;
             }
             let now = Instant::now();
-            node.inner
+            next = node
+                .inner
                 .services
                 .to_tick()
                 .iter()
                 .filter_map(|service| service.tick(&node, now))
                 .min()
-        };
-        let sleep = next.map_or(MAX_SLEEP, |t| {
-            t.saturating_duration_since(Instant::now()).min(MAX_SLEEP)
-        });
-        match woken.recv_timeout(sleep) {
-            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
+                .unwrap_or(now + MAX_SLEEP)
+                .min(now + MAX_SLEEP);
+        }
+        select! {
+            recv(inputs.jobs) -> job => match job {
+                Ok(job) => {
+                    if !super::workers::run(&inputs.handlers, job, &inputs.report) {
+                        return;
+                    }
+                }
+                Err(_) => return, // the reactor is gone
+            },
+            recv(inputs.woken) -> _ => asked = true,
+            default(next.saturating_duration_since(Instant::now())) => {}
         }
     }
 }
@@ -274,7 +302,7 @@ impl Host<'_> {
 
     /// Registers the service's method `method`, a full name in its
     /// namespace (`bilateral.<service>.<method>`, as the protocol names
-    /// it). Each message it receives is counted; one whose arguments do not
+    /// it). The handler runs on the service thread: it must not block. Each message it receives is counted; one whose arguments do not
     /// decode is counted as malformed, logged, and answered `BadArguments`
     /// (a cast is dropped).
     pub(crate) fn register<A, R, F>(&self, method: &str, handler: F)

@@ -141,6 +141,10 @@ pub(crate) struct Report {
 }
 
 impl Report {
+    pub(crate) fn new(done: Sender<JobDone>, waker: Arc<Waker>) -> Self {
+        Report { done, waker }
+    }
+
     /// Hands a finished job to the reactor; `false` once it is gone.
     fn send(&self, done: JobDone) -> bool {
         if self.done.send(done).is_err() {

@@ -112,6 +112,16 @@ impl TryFrom<String> for NodeName {
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct MethodName(Arc<str>);
 
+/// The prefix of the built-in services' methods (`PROTOCOL.md` §7.6).
+pub const RESERVED_PREFIX: &str = "bilateral.";
+
+/// The built-in service a method belongs to (`bilateral.<service>.…`), or
+/// `None` for an application's method.
+pub fn reserved_service(method: &str) -> Option<&str> {
+    let rest = method.strip_prefix(RESERVED_PREFIX)?;
+    Some(rest.split('.').next().unwrap_or(rest))
+}
+
 impl MethodName {
     /// Validates `name`.
     pub fn new(name: &str) -> Result<Self, NameError> {

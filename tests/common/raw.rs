@@ -124,12 +124,32 @@ pub fn next_kind(socket: &Socket) -> Option<u8> {
     next_frame(socket, PATIENCE).and_then(|f| f.get(1).copied())
 }
 
-/// The next frame on `socket` within `timeout`.
+/// Whether `frame` is a CAST to a built-in service's method
+/// (`bilateral.…`, PROTOCOL.md §7.6): what a raw peer that runs no
+/// service ignores, as a node that does not run the service does.
+pub fn is_service_cast(frame: &[u8]) -> bool {
+    frame.get(1) == Some(&9)
+        && frame.get(10).is_some_and(|&n| {
+            frame
+                .get(11..11 + n as usize)
+                .is_some_and(|m| m.starts_with(b"bilateral."))
+        })
+}
+
+/// The next frame on `socket` within `timeout`, passing over casts to the
+/// built-in services (the registry greets every new session).
 pub fn next_frame(socket: &Socket, timeout: Duration) -> Option<Vec<u8>> {
-    let mut items = [PollItem::readable(socket)];
-    bilateral::testkit::zmq::poll(&mut items, Some(timeout)).ok()?;
-    let (frames, _) = socket.recv_multipart(true, 4).ok()?;
-    frames.first().map(|f| f.as_bytes().to_vec())
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut items = [PollItem::readable(socket)];
+        bilateral::testkit::zmq::poll(&mut items, Some(left)).ok()?;
+        let (frames, _) = socket.recv_multipart(true, 4).ok()?;
+        let frame = frames.first().map(|f| f.as_bytes().to_vec())?;
+        if !is_service_cast(&frame) {
+            return Some(frame);
+        }
+    }
 }
 
 /// A raw DEALER named `name` joined to the node `target` at `endpoint`.

@@ -1,0 +1,767 @@
+//! The registry of one node as a sans-IO state machine: what it knows of
+//! every node session's entries, which of those it can see, and the
+//! messages that keep that true.
+//!
+//! ## The model
+//!
+//! Each node session (name + incarnation) is the sole author of one
+//! [`Record`]: its entries and the sessions it has with other nodes, with a
+//! number `seq` that grows with every change. Records spread by casts:
+//! pushed to the owner's peers when it changes, relayed by those peers to
+//! theirs (except to nodes the owner is in session with, which have it from
+//! the owner), and repaired by anti-entropy: every `sync_interval` a node
+//! sends each peer a digest of the versions it sees; a peer whose digest
+//! differs answers with a summary, and the node asks for what it lacks.
+//!
+//! A node **sees** a record when its owner is reachable: there is a chain
+//! of sessions from this node to it in which every link is confirmed by
+//! both ends (this node's own sessions; for the others, each of the two
+//! records lists the other). An owner that crashes is dropped by its peers
+//! within `lost_timeout`; their new records no longer list it, so it is
+//! unreachable everywhere as soon as those records arrive, and its entries
+//! vanish — also on nodes that only ever heard of it through a relay. A
+//! restarted owner is a new session: the old one is listed by nobody. A
+//! node cut off from an owner but still reaching it through another node
+//! keeps seeing its entries: reachability, not a direct session, decides.
+//!
+//! Records no one can reach are forgotten after `forget_after`. Records of
+//! a peer this node is in session with are taken only from that peer.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::wire::{self, Held, Message, Owner, Record, Records, Summary, Want, WireEntry};
+
+/// Limits and timers of a registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RegistryConfig {
+    /// How often each peer is sent the digest of what this node sees.
+    pub sync_interval: Duration,
+    /// How long a change waits to be pushed, so that changes close together
+    /// (sessions forming at start) go out as one.
+    pub push_delay: Duration,
+    /// How long a record no one can reach is kept.
+    pub forget_after: Duration,
+    /// How long a record asked for is not asked for again.
+    pub want_timeout: Duration,
+    /// Entries one node session may register.
+    pub max_entries: usize,
+    /// Entries one node session may register in one collection.
+    pub max_entries_per_collection: usize,
+    /// Bytes of one value (its MessagePack).
+    pub max_value_bytes: usize,
+    /// Node sessions whose records a node keeps.
+    pub max_owners: usize,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            sync_interval: Duration::from_secs(1),
+            push_delay: Duration::from_millis(10),
+            forget_after: Duration::from_secs(60),
+            want_timeout: Duration::from_secs(2),
+            max_entries: 1024,
+            max_entries_per_collection: 256,
+            max_value_bytes: 64 * 1024,
+            max_owners: 4096,
+        }
+    }
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $t:ty),* $(,)?) => {
+        impl RegistryConfig {
+            $($(#[$doc])* pub fn $name(mut self, value: $t) -> Self {
+                self.$name = value;
+                self
+            })*
+        }
+    };
+}
+
+setters! {
+    /// Sets [`RegistryConfig::sync_interval`].
+    sync_interval: Duration,
+    /// Sets [`RegistryConfig::push_delay`].
+    push_delay: Duration,
+    /// Sets [`RegistryConfig::forget_after`].
+    forget_after: Duration,
+    /// Sets [`RegistryConfig::want_timeout`].
+    want_timeout: Duration,
+    /// Sets [`RegistryConfig::max_entries`].
+    max_entries: usize,
+    /// Sets [`RegistryConfig::max_entries_per_collection`].
+    max_entries_per_collection: usize,
+    /// Sets [`RegistryConfig::max_value_bytes`].
+    max_value_bytes: usize,
+    /// Sets [`RegistryConfig::max_owners`].
+    max_owners: usize,
+}
+
+/// Collection and name lengths, in bytes.
+pub(crate) const MAX_NAME: usize = 255;
+
+/// A record's bytes that go into one `records` message at most (more
+/// records go in further messages).
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// Why a local registration was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// This node already registered that collection and name.
+    #[error("{collection}/{name} is already registered by this node")]
+    Exists {
+        /// The collection.
+        collection: String,
+        /// The name.
+        name: String,
+    },
+    /// A collection or name is empty or longer than 255 bytes.
+    #[error("invalid collection or name: {0:?}")]
+    InvalidName(String),
+    /// The value's MessagePack is larger than `max_value_bytes`.
+    #[error("the value is {size} bytes; the limit is {limit}")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// This node has registered `max_entries` (or `max_entries_per_collection`).
+    #[error("too many entries (the limit is {limit})")]
+    TooMany {
+        /// The limit.
+        limit: usize,
+    },
+    /// The value does not encode or decode as MessagePack.
+    #[error("encoding: {0}")]
+    Encoding(String),
+    /// The node is closed.
+    #[error("the node is closed")]
+    Closed,
+}
+
+/// Where a visible entry is: collection, name, owner.
+pub(crate) type Key = (String, String, Owner);
+
+/// Counters of one registry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct BookStats {
+    /// Records taken (new versions).
+    pub records_in: u64,
+    /// Records sent.
+    pub records_out: u64,
+    /// Records refused: over a bound, or claiming to be from a peer that
+    /// did not send them.
+    pub refused: u64,
+    /// Records ignored as stale or duplicated.
+    pub stale: u64,
+    /// Records forgotten after being unreachable for `forget_after`.
+    pub forgotten: u64,
+}
+
+struct Stored {
+    record: Record,
+    /// Since when no chain of sessions reaches the owner.
+    unreachable_since: Option<Instant>,
+}
+
+/// One node's registry state.
+pub(crate) struct Book {
+    cfg: RegistryConfig,
+    me: Owner,
+    own: BTreeMap<(String, String), Vec<u8>>,
+    /// The seq of the last own record pushed.
+    own_seq: u64,
+    /// When the own record, changed, is to be pushed.
+    push_at: Option<Instant>,
+    /// This node's sessions: peer name → incarnation.
+    sessions: BTreeMap<String, u64>,
+    records: HashMap<Owner, Stored>,
+    /// Records asked for: the seq expected, and when.
+    wanted: HashMap<Owner, (u64, Instant)>,
+    /// Owners reachable now (valid when `!dirty`).
+    reachable: HashSet<Owner>,
+    dirty: bool,
+    /// Every entry this node sees, with its value.
+    visible: BTreeMap<Key, Vec<u8>>,
+    /// Keys whose visible value changed, for watchers.
+    changed: VecDeque<Key>,
+    next_sync: Instant,
+    out: VecDeque<(String, Message)>,
+    stats: BookStats,
+}
+
+impl Book {
+    pub(crate) fn new(name: &str, incarnation: u64, cfg: RegistryConfig, now: Instant) -> Self {
+        Book {
+            next_sync: now + cfg.sync_interval,
+            cfg,
+            me: Owner {
+                name: name.to_string(),
+                incarnation,
+            },
+            own: BTreeMap::new(),
+            own_seq: 0,
+            push_at: None,
+            sessions: BTreeMap::new(),
+            records: HashMap::new(),
+            wanted: HashMap::new(),
+            reachable: HashSet::new(),
+            dirty: true,
+            visible: BTreeMap::new(),
+            changed: VecDeque::new(),
+            out: VecDeque::new(),
+            stats: BookStats::default(),
+        }
+    }
+
+    pub(crate) fn me(&self) -> &Owner {
+        &self.me
+    }
+
+    pub(crate) fn stats(&self) -> BookStats {
+        self.stats
+    }
+
+    /// Records kept (seen or not), and entries seen.
+    pub(crate) fn sizes(&self) -> (usize, usize) {
+        (self.records.len(), self.visible.len())
+    }
+
+    // ---- local entries ----
+
+    /// Registers this node's entry `collection`/`name`.
+    pub(crate) fn register(
+        &mut self,
+        collection: &str,
+        name: &str,
+        value: Vec<u8>,
+        now: Instant,
+    ) -> Result<(), RegistryError> {
+        let key = (collection.to_string(), name.to_string());
+        if self.own.contains_key(&key) {
+            return Err(RegistryError::Exists {
+                collection: key.0,
+                name: key.1,
+            });
+        }
+        check_name(collection)?;
+        check_name(name)?;
+        self.check_value(&value)?;
+        if self.own.len() >= self.cfg.max_entries {
+            return Err(RegistryError::TooMany {
+                limit: self.cfg.max_entries,
+            });
+        }
+        let in_collection = self.own.keys().filter(|(c, _)| c == collection).count();
+        if in_collection >= self.cfg.max_entries_per_collection {
+            return Err(RegistryError::TooMany {
+                limit: self.cfg.max_entries_per_collection,
+            });
+        }
+        self.own.insert(key, value);
+        self.own_changed(now);
+        Ok(())
+    }
+
+    /// Replaces the value of this node's entry; `false` if there is none.
+    pub(crate) fn update(
+        &mut self,
+        collection: &str,
+        name: &str,
+        value: Vec<u8>,
+        now: Instant,
+    ) -> Result<bool, RegistryError> {
+        self.check_value(&value)?;
+        match self
+            .own
+            .get_mut(&(collection.to_string(), name.to_string()))
+        {
+            Some(v) => {
+                *v = value;
+                self.own_changed(now);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Removes this node's entry; `false` if there was none.
+    pub(crate) fn remove(&mut self, collection: &str, name: &str, now: Instant) -> bool {
+        let removed = self
+            .own
+            .remove(&(collection.to_string(), name.to_string()))
+            .is_some();
+        if removed {
+            self.own_changed(now);
+        }
+        removed
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<(), RegistryError> {
+        if value.len() > self.cfg.max_value_bytes {
+            return Err(RegistryError::TooLarge {
+                size: value.len(),
+                limit: self.cfg.max_value_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn own_changed(&mut self, now: Instant) {
+        self.dirty = true;
+        self.push_at.get_or_insert(now + self.cfg.push_delay);
+    }
+
+    fn own_record(&self) -> Record {
+        Record {
+            owner: self.me.clone(),
+            seq: self.own_seq,
+            neighbours: self
+                .sessions
+                .iter()
+                .map(|(name, &incarnation)| Owner {
+                    name: name.clone(),
+                    incarnation,
+                })
+                .collect(),
+            entries: self
+                .own
+                .iter()
+                .map(|((collection, name), value)| WireEntry {
+                    collection: collection.clone(),
+                    name: name.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    // ---- membership ----
+
+    /// A session with `peer` began.
+    pub(crate) fn handle_joined(&mut self, peer: &str, incarnation: u64, now: Instant) {
+        self.sessions.insert(peer.to_string(), incarnation);
+        // Another incarnation of a peer in session is over.
+        self.records
+            .retain(|o, _| o.name != peer || o.incarnation == incarnation);
+        self.own_changed(now);
+        let summary = self.summary();
+        self.out.push_back((peer.to_string(), summary));
+    }
+
+    /// The session with `peer` ended.
+    pub(crate) fn handle_left(&mut self, peer: &str, now: Instant) {
+        if self.sessions.remove(peer).is_some() {
+            self.own_changed(now);
+        }
+    }
+
+    // ---- messages ----
+
+    /// A message from `from` (a peer in session).
+    pub(crate) fn handle_message(&mut self, from: &str, message: Message, now: Instant) {
+        if !self.sessions.contains_key(from) {
+            // Its session ended while the message waited: what it says is
+            // repaired by anti-entropy if it still matters.
+            return;
+        }
+        match message {
+            Message::Records(r) => {
+                for record in r.records {
+                    self.take_record(from, record);
+                }
+            }
+            Message::Sync(s) => {
+                if s.digest != self.digest() {
+                    let summary = self.summary();
+                    self.out.push_back((from.to_string(), summary));
+                }
+            }
+            Message::Summary(s) => self.handle_summary(from, s, now),
+            Message::Want(w) => self.handle_want(from, w),
+        }
+    }
+
+    fn take_record(&mut self, from: &str, record: Record) {
+        let owner = &record.owner;
+        if owner.name == self.me.name {
+            self.stats.stale += 1;
+            return;
+        }
+        if let Some(&incarnation) = self.sessions.get(&owner.name) {
+            if owner.incarnation != incarnation {
+                self.stats.stale += 1;
+                return;
+            }
+            if from != owner.name {
+                // A peer in session speaks for itself only. (A relay that
+                // did not know of the session yet sends this too: ignored,
+                // not refused.)
+                self.stats.stale += 1;
+                return;
+            }
+        }
+        if let Some(stored) = self.records.get(owner) {
+            if stored.record.seq >= record.seq {
+                self.stats.stale += 1;
+                return;
+            }
+        } else if self.records.len() >= self.cfg.max_owners {
+            self.stats.refused += 1;
+            log::debug!(
+                "registry: record of {} refused, {} kept",
+                owner.name,
+                self.records.len()
+            );
+            return;
+        }
+        if let Err(why) = self.check_record(&record) {
+            self.stats.refused += 1;
+            log::debug!(
+                "registry: record of {} from {from} refused: {why}",
+                owner.name
+            );
+            return;
+        }
+        self.stats.records_in += 1;
+        if self
+            .wanted
+            .get(owner)
+            .is_some_and(|(seq, _)| *seq <= record.seq)
+        {
+            self.wanted.remove(owner);
+        }
+        // Relay to the peers the owner is not in session with.
+        let relay: Vec<String> = self
+            .sessions
+            .keys()
+            .filter(|p| *p != from && **p != owner.name)
+            .filter(|p| !record.neighbours.iter().any(|n| n.name == **p))
+            .cloned()
+            .collect();
+        for peer in relay {
+            self.stats.records_out += 1;
+            self.out.push_back((
+                peer,
+                Message::Records(Records {
+                    records: vec![record.clone()],
+                }),
+            ));
+        }
+        self.records.insert(
+            record.owner.clone(),
+            Stored {
+                record,
+                unreachable_since: None,
+            },
+        );
+        self.dirty = true;
+    }
+
+    /// Whether a record from the network keeps the bounds a local
+    /// registration keeps.
+    fn check_record(&self, record: &Record) -> Result<(), String> {
+        if record.entries.len() > self.cfg.max_entries {
+            return Err(format!("{} entries", record.entries.len()));
+        }
+        if record.neighbours.len() > self.cfg.max_owners {
+            return Err(format!("{} neighbours", record.neighbours.len()));
+        }
+        let mut per_collection: HashMap<&str, usize> = HashMap::new();
+        let mut keys = HashSet::new();
+        for e in &record.entries {
+            if check_name(&e.collection).is_err() || check_name(&e.name).is_err() {
+                return Err("an invalid collection or name".into());
+            }
+            if e.value.len() > self.cfg.max_value_bytes {
+                return Err(format!("a value of {} bytes", e.value.len()));
+            }
+            let n = per_collection.entry(&e.collection).or_default();
+            *n += 1;
+            if *n > self.cfg.max_entries_per_collection {
+                return Err(format!("more than {} in {}", *n - 1, e.collection));
+            }
+            if !keys.insert((&e.collection, &e.name)) {
+                return Err("a key twice".into());
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_summary(&mut self, from: &str, summary: Summary, now: Instant) {
+        let mut owners = Vec::new();
+        for held in summary.held.into_iter().take(self.cfg.max_owners) {
+            let owner = &held.owner;
+            if owner.name == self.me.name {
+                continue;
+            }
+            if let Some(&incarnation) = self.sessions.get(&owner.name) {
+                // Only from the peer itself, and only its current incarnation.
+                if owner.name != from || owner.incarnation != incarnation {
+                    continue;
+                }
+            }
+            if self
+                .records
+                .get(owner)
+                .is_some_and(|s| s.record.seq >= held.seq)
+            {
+                continue;
+            }
+            if self
+                .wanted
+                .get(owner)
+                .is_some_and(|&(seq, at)| seq >= held.seq && now < at + self.cfg.want_timeout)
+            {
+                continue;
+            }
+            self.wanted.insert(owner.clone(), (held.seq, now));
+            owners.push(held.owner);
+        }
+        if !owners.is_empty() {
+            self.out
+                .push_back((from.to_string(), Message::Want(Want { owners })));
+        }
+    }
+
+    fn handle_want(&mut self, from: &str, want: Want) {
+        self.refresh();
+        let mut records = Vec::new();
+        for owner in want.owners.iter().take(self.cfg.max_owners) {
+            if *owner == self.me {
+                records.push(self.own_record());
+            } else if self.reachable.contains(owner) {
+                if let Some(stored) = self.records.get(owner) {
+                    records.push(stored.record.clone());
+                }
+            }
+        }
+        self.send_records(from, records);
+    }
+
+    fn send_records(&mut self, to: &str, records: Vec<Record>) {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for record in records {
+            let size = record_size(&record);
+            if !batch.is_empty() && bytes + size > BATCH_BYTES {
+                self.push_records(to, std::mem::take(&mut batch));
+                bytes = 0;
+            }
+            bytes += size;
+            batch.push(record);
+        }
+        if !batch.is_empty() {
+            self.push_records(to, batch);
+        }
+    }
+
+    fn push_records(&mut self, to: &str, records: Vec<Record>) {
+        self.stats.records_out += records.len() as u64;
+        self.out
+            .push_back((to.to_string(), Message::Records(Records { records })));
+    }
+
+    // ---- what this node sees ----
+
+    fn summary(&mut self) -> Message {
+        self.refresh();
+        let mut held: Vec<Held> = self
+            .reachable
+            .iter()
+            .filter_map(|o| self.records.get(o))
+            .map(|s| Held {
+                owner: s.record.owner.clone(),
+                seq: s.record.seq,
+            })
+            .collect();
+        held.push(Held {
+            owner: self.me.clone(),
+            seq: self.own_seq,
+        });
+        held.sort_by(|a, b| a.owner.cmp(&b.owner));
+        Message::Summary(Summary { held })
+    }
+
+    /// The digest of the versions this node sees (its own included).
+    pub(crate) fn digest(&mut self) -> u64 {
+        self.refresh();
+        self.reachable
+            .iter()
+            .filter_map(|o| self.records.get(o))
+            .map(|s| wire::version_hash(&s.record.owner, s.record.seq))
+            .fold(wire::version_hash(&self.me, self.own_seq), |a, b| a ^ b)
+    }
+
+    /// Recomputes who is reachable and what is visible, if anything changed;
+    /// changed keys go to [`Book::poll_changed`].
+    pub(crate) fn refresh(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        self.reachable = self.reach();
+        let mut visible: BTreeMap<Key, Vec<u8>> = BTreeMap::new();
+        for ((collection, name), value) in &self.own {
+            visible.insert(
+                (collection.clone(), name.clone(), self.me.clone()),
+                value.clone(),
+            );
+        }
+        for owner in &self.reachable {
+            if let Some(stored) = self.records.get(owner) {
+                for e in &stored.record.entries {
+                    visible.insert(
+                        (e.collection.clone(), e.name.clone(), owner.clone()),
+                        e.value.clone(),
+                    );
+                }
+            }
+        }
+        for (key, value) in &visible {
+            if self.visible.get(key) != Some(value) {
+                self.changed.push_back(key.clone());
+            }
+        }
+        for key in self.visible.keys() {
+            if !visible.contains_key(key) {
+                self.changed.push_back(key.clone());
+            }
+        }
+        self.visible = visible;
+    }
+
+    /// The owners a chain of confirmed sessions leads to from here.
+    fn reach(&self) -> HashSet<Owner> {
+        let mut reached: HashSet<Owner> = HashSet::new();
+        let mut queue: VecDeque<Owner> = VecDeque::new();
+        for (name, &incarnation) in &self.sessions {
+            let owner = Owner {
+                name: name.clone(),
+                incarnation,
+            };
+            if self.records.contains_key(&owner) && reached.insert(owner.clone()) {
+                queue.push_back(owner);
+            }
+        }
+        while let Some(x) = queue.pop_front() {
+            let Some(stored) = self.records.get(&x) else {
+                continue;
+            };
+            for y in &stored.record.neighbours {
+                if *y == self.me || reached.contains(y) {
+                    continue;
+                }
+                let confirmed = self
+                    .records
+                    .get(y)
+                    .is_some_and(|s| s.record.neighbours.contains(&x));
+                // A peer of this node is reached through its own session
+                // only (its incarnation there is the one that counts).
+                let not_my_peer = !self.sessions.contains_key(&y.name);
+                if confirmed && not_my_peer {
+                    reached.insert(y.clone());
+                    queue.push_back(y.clone());
+                }
+            }
+        }
+        reached
+    }
+
+    /// Every visible entry.
+    pub(crate) fn visible(&mut self) -> &BTreeMap<Key, Vec<u8>> {
+        self.refresh();
+        &self.visible
+    }
+
+    /// The value now visible under `key`, if any.
+    pub(crate) fn value(&mut self, key: &Key) -> Option<&Vec<u8>> {
+        self.refresh();
+        self.visible.get(key)
+    }
+
+    /// The next key whose visible value changed.
+    pub(crate) fn poll_changed(&mut self) -> Option<Key> {
+        self.refresh();
+        self.changed.pop_front()
+    }
+
+    // ---- time and output ----
+
+    /// Pushes a changed own record, sends digests, forgets the unreachable.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if self.push_at.is_some_and(|t| t <= now) {
+            self.push_at = None;
+            self.own_seq += 1;
+            self.dirty = true;
+            let record = self.own_record();
+            let peers: Vec<String> = self.sessions.keys().cloned().collect();
+            for peer in peers {
+                self.push_records(&peer, vec![record.clone()]);
+            }
+        }
+        if self.next_sync <= now {
+            self.next_sync = now + self.cfg.sync_interval;
+            let digest = self.digest();
+            for peer in self.sessions.keys() {
+                self.out
+                    .push_back((peer.clone(), Message::Sync(wire::Sync { digest })));
+            }
+            self.forget(now);
+            let timeout = self.cfg.want_timeout;
+            self.wanted.retain(|_, (_, at)| now < *at + timeout);
+        }
+    }
+
+    fn forget(&mut self, now: Instant) {
+        self.refresh();
+        let forget_after = self.cfg.forget_after;
+        let reachable = &self.reachable;
+        let before = self.records.len();
+        self.records.retain(|owner, stored| {
+            if reachable.contains(owner) {
+                stored.unreachable_since = None;
+                return true;
+            }
+            let since = *stored.unreachable_since.get_or_insert(now);
+            now < since + forget_after
+        });
+        self.stats.forgotten += (before - self.records.len()) as u64;
+    }
+
+    /// When [`Book::handle_timeout`] must run next.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        Some(match self.push_at {
+            Some(t) => t.min(self.next_sync),
+            None => self.next_sync,
+        })
+    }
+
+    /// The next message to send.
+    pub(crate) fn poll_out(&mut self) -> Option<(String, Message)> {
+        self.out.pop_front()
+    }
+}
+
+fn check_name(name: &str) -> Result<(), RegistryError> {
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Err(RegistryError::InvalidName(name.to_string()));
+    }
+    Ok(())
+}
+
+/// About the bytes a record takes on the wire.
+fn record_size(record: &Record) -> usize {
+    let entries: usize = record
+        .entries
+        .iter()
+        .map(|e| e.collection.len() + e.name.len() + e.value.len() + 8)
+        .sum();
+    let neighbours: usize = record.neighbours.iter().map(|n| n.name.len() + 10).sum();
+    record.owner.name.len() + 32 + entries + neighbours
+}
