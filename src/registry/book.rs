@@ -183,9 +183,16 @@ pub(crate) struct Book {
     records: HashMap<Owner, Stored>,
     /// Records asked for: the seq expected, and when.
     wanted: HashMap<Owner, (u64, Instant)>,
-    /// Owners reachable now (valid when `!dirty`).
+    /// Owners reachable now (valid when `!reach_dirty`).
     reachable: HashSet<Owner>,
-    dirty: bool,
+    /// Sessions or records changed since `reachable` was computed.
+    reach_dirty: bool,
+    /// Owners whose records changed since `visible` was brought up to date.
+    dirty_owners: HashSet<Owner>,
+    /// This node's own entries that changed since then.
+    dirty_own: Vec<(String, String)>,
+    /// The visible entries of each owner (an index of `visible`).
+    by_owner: HashMap<Owner, HashSet<(String, String)>>,
     /// Every entry this node sees, with its value.
     visible: BTreeMap<Key, Vec<u8>>,
     /// Keys whose visible value changed, for watchers.
@@ -211,7 +218,10 @@ impl Book {
             records: HashMap::new(),
             wanted: HashMap::new(),
             reachable: HashSet::new(),
-            dirty: true,
+            reach_dirty: true,
+            dirty_owners: HashSet::new(),
+            dirty_own: Vec::new(),
+            by_owner: HashMap::new(),
             visible: BTreeMap::new(),
             changed: VecDeque::new(),
             out: VecDeque::new(),
@@ -263,6 +273,7 @@ impl Book {
                 limit: self.cfg.max_entries_per_collection,
             });
         }
+        self.dirty_own.push(key.clone());
         self.own.insert(key, value);
         self.own_changed(now);
         Ok(())
@@ -277,12 +288,11 @@ impl Book {
         now: Instant,
     ) -> Result<bool, RegistryError> {
         self.check_value(&value)?;
-        match self
-            .own
-            .get_mut(&(collection.to_string(), name.to_string()))
-        {
+        let key = (collection.to_string(), name.to_string());
+        match self.own.get_mut(&key) {
             Some(v) => {
                 *v = value;
+                self.dirty_own.push(key);
                 self.own_changed(now);
                 Ok(true)
             }
@@ -292,11 +302,10 @@ impl Book {
 
     /// Removes this node's entry; `false` if there was none.
     pub(crate) fn remove(&mut self, collection: &str, name: &str, now: Instant) -> bool {
-        let removed = self
-            .own
-            .remove(&(collection.to_string(), name.to_string()))
-            .is_some();
+        let key = (collection.to_string(), name.to_string());
+        let removed = self.own.remove(&key).is_some();
         if removed {
+            self.dirty_own.push(key);
             self.own_changed(now);
         }
         removed
@@ -313,7 +322,6 @@ impl Book {
     }
 
     fn own_changed(&mut self, now: Instant) {
-        self.dirty = true;
         self.push_at.get_or_insert(now + self.cfg.push_delay);
     }
 
@@ -349,6 +357,7 @@ impl Book {
         // Another incarnation of a peer in session is over.
         self.records
             .retain(|o, _| o.name != peer || o.incarnation == incarnation);
+        self.reach_dirty = true;
         self.own_changed(now);
         let summary = self.summary();
         self.out.push_back((peer.to_string(), summary));
@@ -357,6 +366,7 @@ impl Book {
     /// The session with `peer` ended.
     pub(crate) fn handle_left(&mut self, peer: &str, now: Instant) {
         if self.sessions.remove(peer).is_some() {
+            self.reach_dirty = true;
             self.own_changed(now);
         }
     }
@@ -453,6 +463,8 @@ impl Book {
                 }),
             ));
         }
+        self.reach_dirty = true;
+        self.dirty_owners.insert(record.owner.clone());
         self.records.insert(
             record.owner.clone(),
             Stored {
@@ -460,7 +472,6 @@ impl Book {
                 unreachable_since: None,
             },
         );
-        self.dirty = true;
     }
 
     /// Whether a record from the network keeps the bounds a local
@@ -598,42 +609,80 @@ impl Book {
             .fold(wire::version_hash(&self.me, self.own_seq), |a, b| a ^ b)
     }
 
-    /// Recomputes who is reachable and what is visible, if anything changed;
-    /// changed keys go to [`Book::poll_changed`].
+    /// Brings who is reachable and what is visible up to date; changed keys
+    /// go to [`Book::poll_changed`]. Only what changed is looked at: the
+    /// entries of owners whose records changed or who became reachable or
+    /// unreachable, and this node's own entries that changed.
     pub(crate) fn refresh(&mut self) {
-        if !self.dirty {
-            return;
+        let mut touched = std::mem::take(&mut self.dirty_owners);
+        if self.reach_dirty {
+            self.reach_dirty = false;
+            let reachable = self.reach();
+            touched.extend(reachable.symmetric_difference(&self.reachable).cloned());
+            self.reachable = reachable;
         }
-        self.dirty = false;
-        self.reachable = self.reach();
-        let mut visible: BTreeMap<Key, Vec<u8>> = BTreeMap::new();
-        for ((collection, name), value) in &self.own {
-            visible.insert(
-                (collection.clone(), name.clone(), self.me.clone()),
-                value.clone(),
-            );
+        for owner in touched {
+            self.resync_owner(owner);
         }
-        for owner in &self.reachable {
-            if let Some(stored) = self.records.get(owner) {
-                for e in &stored.record.entries {
-                    visible.insert(
-                        (e.collection.clone(), e.name.clone(), owner.clone()),
-                        e.value.clone(),
-                    );
+        for (collection, name) in std::mem::take(&mut self.dirty_own) {
+            let value = self.own.get(&(collection.clone(), name.clone())).cloned();
+            let me = self.me.clone();
+            self.set_visible((collection, name, me), value);
+        }
+    }
+
+    /// Makes the visible entries of `owner` those of its record if it is
+    /// reachable, or none.
+    fn resync_owner(&mut self, owner: Owner) {
+        let entries: Vec<((String, String), Vec<u8>)> = match self.records.get(&owner) {
+            Some(stored) if self.reachable.contains(&owner) => stored
+                .record
+                .entries
+                .iter()
+                .map(|e| ((e.collection.clone(), e.name.clone()), e.value.clone()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let keep: HashSet<&(String, String)> = entries.iter().map(|(k, _)| k).collect();
+        let gone: Vec<(String, String)> = self
+            .by_owner
+            .get(&owner)
+            .map(|keys| keys.iter().filter(|k| !keep.contains(k)).cloned().collect())
+            .unwrap_or_default();
+        for (collection, name) in gone {
+            self.set_visible((collection, name, owner.clone()), None);
+        }
+        for ((collection, name), value) in entries {
+            self.set_visible((collection, name, owner.clone()), Some(value));
+        }
+    }
+
+    /// Sets (or clears) one visible entry, noting the change.
+    fn set_visible(&mut self, key: Key, value: Option<Vec<u8>>) {
+        let changed = match value {
+            Some(value) if self.visible.get(&key) == Some(&value) => false,
+            Some(value) => {
+                self.by_owner
+                    .entry(key.2.clone())
+                    .or_default()
+                    .insert((key.0.clone(), key.1.clone()));
+                self.visible.insert(key.clone(), value);
+                true
+            }
+            None => {
+                let removed = self.visible.remove(&key).is_some();
+                if let Some(keys) = self.by_owner.get_mut(&key.2) {
+                    keys.remove(&(key.0.clone(), key.1.clone()));
+                    if keys.is_empty() {
+                        self.by_owner.remove(&key.2);
+                    }
                 }
+                removed
             }
+        };
+        if changed {
+            self.changed.push_back(key);
         }
-        for (key, value) in &visible {
-            if self.visible.get(key) != Some(value) {
-                self.changed.push_back(key.clone());
-            }
-        }
-        for key in self.visible.keys() {
-            if !visible.contains_key(key) {
-                self.changed.push_back(key.clone());
-            }
-        }
-        self.visible = visible;
     }
 
     /// The owners a chain of confirmed sessions leads to from here.
@@ -698,7 +747,6 @@ impl Book {
         if self.push_at.is_some_and(|t| t <= now) {
             self.push_at = None;
             self.own_seq += 1;
-            self.dirty = true;
             let record = self.own_record();
             let peers: Vec<String> = self.sessions.keys().cloned().collect();
             for peer in peers {
