@@ -36,6 +36,7 @@
 //!   [`PeerEvent`], [`PeerInfo`]), settings ([`Timers`], [`Limits`]) and errors.
 //! - [`channel`]: replicated key-value channels.
 //! - [`registry`]: entries owned by node sessions, gone when their owner is.
+//! - [`discovery`]: a node given one seed joins the whole mesh.
 //! - [`stream`]: data connections, byte streams between two nodes.
 //! - [`security`]: CURVE keys and key files.
 //! - `testkit` and `faults` (with the `testkit` feature): in-process test
@@ -70,6 +71,7 @@
 
 pub mod channel;
 mod core;
+pub mod discovery;
 mod error;
 #[cfg(feature = "testkit")]
 pub mod faults;
@@ -94,6 +96,7 @@ pub use crate::core::{
     Access, Limits, LostReason, NodeStats, PeerEvent, PeerInfo, PeerState, PeerStats, Rejection,
     ServiceStats, Timers,
 };
+pub use crate::discovery::{ConnectPolicy, Discovery};
 pub use crate::error::{CallError, Error, RemoteError, Side, SocketError, StreamError};
 pub use crate::node::{
     CallContext, CallFuture, CallOneFuture, Context, Events, HandlerError, Node, NodeBuilder,

@@ -53,6 +53,9 @@ pub enum Topology {
     Star,
     /// Exactly these links: `(a, b)` means node `a` dials node `b`.
     Edges(Vec<(usize, usize)>),
+    /// Discovery on every node, and `n0` the only seed of the others: they
+    /// find each other, and the mesh becomes full (the links waited for).
+    Seed,
 }
 
 impl Topology {
@@ -70,6 +73,15 @@ impl Topology {
                 .copied()
                 .filter(|&(a, b)| a < size && b < size && a != b)
                 .collect(),
+            Topology::Seed => Topology::Full.edges(size),
+        }
+    }
+
+    /// The links the mesh dials itself (with `Seed`, discovery dials the rest).
+    fn dials(&self, size: usize) -> Vec<(usize, usize)> {
+        match self {
+            Topology::Seed => Vec::new(),
+            other => other.edges(size),
         }
     }
 }
@@ -125,11 +137,24 @@ impl TestMeshBuilder {
     /// the joins: see [`TestMesh::wait_all_joined`]).
     pub fn start(self) -> Result<TestMesh, Error> {
         let context = match self.transport {
-            Transport::Inproc => Some(Context::new()?),
+            Transport::Inproc => {
+                let ctx = Context::new()?;
+                // A full mesh of N nodes holds about 3 N (N + 1) sockets (a
+                // DEALER per peer and a ROUTER per node, each with a
+                // monitor pair); libzmq allows 1 023 per context unless
+                // told otherwise. Twice that: the slots of closed sockets
+                // come back only when libzmq has reaped them, and the
+                // context needs free ones when it terminates.
+                let sockets = 6 * self.size * (self.size + 2);
+                if sockets > 1023 {
+                    ctx.set_max_sockets(i32::try_from(sockets).unwrap_or(i32::MAX))?;
+                }
+                Some(ctx)
+            }
             Transport::Tcp => None,
         };
         let tag = format!("{:08x}", std::process::id() ^ crate::node::random_u32());
-        let mut nodes = Vec::with_capacity(self.size);
+        let mut nodes: Vec<Node> = Vec::with_capacity(self.size);
         for i in 0..self.size {
             let name = format!("{}{i}", self.prefix);
             let mut builder = Node::builder(&name)
@@ -144,13 +169,20 @@ impl TestMeshBuilder {
                     .listen(format!("inproc://testkit-{tag}-{name}")),
                 None => builder.listen("tcp://127.0.0.1:*"),
             };
+            if self.topology == Topology::Seed {
+                builder = builder.discovery(crate::Discovery::default());
+                if let Some(seed) = nodes.first() {
+                    let endpoint = seed.endpoint().unwrap_or_default().to_string();
+                    builder = builder.seed(seed.name(), endpoint);
+                }
+            }
             if let Some(f) = &self.configure {
                 builder = f(i, builder);
             }
             nodes.push(builder.start()?);
         }
         let edges = self.topology.edges(self.size);
-        for &(a, b) in &edges {
+        for &(a, b) in &self.topology.dials(self.size) {
             let endpoint = nodes[b]
                 .endpoint()
                 .ok_or_else(|| Error::InvalidConfig(format!("node {b} does not listen")))?;
@@ -255,9 +287,15 @@ impl TestMesh {
 
     /// Closes every node.
     pub fn close(&self) {
-        for node in &self.nodes {
-            node.close();
-        }
+        // All at once: a node closed while its peers run is dialled again
+        // by each of them, and over `inproc://` every such dial of an
+        // endpoint no longer bound stays pending in the shared context
+        // until it terminates.
+        std::thread::scope(|scope| {
+            for node in &self.nodes {
+                scope.spawn(move || node.close());
+            }
+        });
     }
 }
 

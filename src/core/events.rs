@@ -66,6 +66,13 @@ pub enum PeerEvent {
         /// Why it was refused.
         rejection: Rejection,
     },
+    /// Discovery found `peer` in the registry and dials it at `endpoint`.
+    Discovered {
+        /// The node found.
+        peer: NodeName,
+        /// The endpoint dialled (the first it advertised).
+        endpoint: String,
+    },
 }
 
 /// Why a session ended.

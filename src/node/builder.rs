@@ -63,6 +63,9 @@ pub struct NodeBuilder {
     allowed_keys_file: Option<std::path::PathBuf>,
     faults: Option<FaultPlan>,
     registry: crate::registry::RegistryConfig,
+    discovery: Option<crate::discovery::Discovery>,
+    advertise: Vec<String>,
+    seeds: Vec<(String, String)>,
 }
 
 impl NodeBuilder {
@@ -88,7 +91,37 @@ impl NodeBuilder {
             allowed_keys_file: None,
             faults: None,
             registry: crate::registry::RegistryConfig::default(),
+            discovery: None,
+            advertise: Vec::new(),
+            seeds: Vec::new(),
         }
+    }
+
+    /// Turns discovery on (see [`crate::discovery`]): the node publishes
+    /// its advertised endpoints and dials the nodes it finds, as
+    /// `discovery`'s policy says. Off by default.
+    pub fn discovery(mut self, discovery: crate::discovery::Discovery) -> Self {
+        self.discovery = Some(discovery);
+        self
+    }
+
+    /// An endpoint other nodes should dial to reach this one, published by
+    /// discovery (repeat for several). Without any, the node advertises its
+    /// bound endpoints, except wildcard addresses (`0.0.0.0`, `::`), which
+    /// no peer can dial: a node that binds one, or sits behind NAT, says
+    /// here where it is.
+    pub fn advertise(mut self, endpoint: impl Into<String>) -> Self {
+        self.advertise.push(endpoint.into());
+        self
+    }
+
+    /// A node to dial as soon as this one starts, as [`Node::connect`]
+    /// would: with discovery on, the node through which this one finds the
+    /// rest of the mesh. In CURVE mode `name` is the seed's key (which the
+    /// handshake needs); in plaintext its name, which the JOIN checks.
+    pub fn seed(mut self, name: impl Into<String>, endpoint: impl Into<String>) -> Self {
+        self.seeds.push((name.into(), endpoint.into()));
+        self
     }
 
     /// The registry's limits and timers (see [`crate::registry`]). Every
@@ -600,6 +633,23 @@ impl NodeBuilder {
             }),
         };
         crate::registry::Service::of(&node, Some(self.registry))?;
+        if let Some(discovery) = self.discovery {
+            let advertise = if self.advertise.is_empty() {
+                node.endpoints()
+                    .iter()
+                    .filter(|e| crate::discovery::usable(e))
+                    .cloned()
+                    .collect()
+            } else {
+                self.advertise
+            };
+            let seeds: Vec<String> = self.seeds.iter().map(|(name, _)| name.clone()).collect();
+            let access = self.curve.as_ref().map(|_| self.access.clone());
+            crate::discovery::Service::start_on(&node, discovery, advertise, &seeds, access)?;
+        }
+        for (name, endpoint) in &self.seeds {
+            node.connect(name, endpoint)?;
+        }
         Ok(node)
     }
 }

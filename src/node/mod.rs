@@ -697,6 +697,11 @@ impl Node {
         self.inner.events.subscribe(self.inner.event_capacity)
     }
 
+    /// Hands an event of a built-in service to the application's subscribers.
+    pub(crate) fn publish_event(&self, event: &PeerEvent) {
+        self.inner.events.publish(event);
+    }
+
     /// Events dropped because a subscriber's queue was full.
     pub fn events_dropped(&self) -> u64 {
         self.inner.events.dropped()

@@ -17,7 +17,7 @@ pub use message::{
     Cast, Data, Envelope, Fragment, Join, Message, Open, PartReason, Reject, RejectCode, Reply,
     ReplyStatus, Request, Reset, ResetCode, Security, Status, Welcome,
 };
-pub use name::{MethodName, NameError, NodeName, reserved_service};
+pub use name::{MethodName, NameError, NodeName, RESERVED_PREFIX, reserved_service};
 
 /// The framing version carried in the first byte of every frame.
 pub const WIRE_VERSION: u8 = 1;

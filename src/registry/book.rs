@@ -103,6 +103,9 @@ setters! {
 /// Collection and name lengths, in bytes.
 pub(crate) const MAX_NAME: usize = 255;
 
+/// Peers sent the digest each `sync_interval`.
+const SYNC_FANOUT: usize = 3;
+
 /// A record's bytes that go into one `records` message at most (more
 /// records go in further messages).
 const BATCH_BYTES: usize = 256 * 1024;
@@ -122,6 +125,9 @@ pub enum RegistryError {
     /// A collection or name is empty or longer than 255 bytes.
     #[error("invalid collection or name: {0:?}")]
     InvalidName(String),
+    /// The collection's name begins with `bilateral.`: it is the node's own.
+    #[error("the collection {0:?} is reserved for the node's own services")]
+    Reserved(String),
     /// The value's MessagePack is larger than `max_value_bytes`.
     #[error("the value is {size} bytes; the limit is {limit}")]
     TooLarge {
@@ -165,6 +171,8 @@ pub(crate) struct BookStats {
 
 struct Stored {
     record: Record,
+    /// The record's neighbours, to look them up at once.
+    neighbours: HashSet<Owner>,
     /// Since when no chain of sessions reaches the owner.
     unreachable_since: Option<Instant>,
 }
@@ -198,6 +206,8 @@ pub(crate) struct Book {
     /// Keys whose visible value changed, for watchers.
     changed: VecDeque<Key>,
     next_sync: Instant,
+    /// The last peer sent the digest (peers take turns in name order).
+    synced_up_to: String,
     out: VecDeque<(String, Message)>,
     stats: BookStats,
 }
@@ -206,6 +216,7 @@ impl Book {
     pub(crate) fn new(name: &str, incarnation: u64, cfg: RegistryConfig, now: Instant) -> Self {
         Book {
             next_sync: now + cfg.sync_interval,
+            synced_up_to: String::new(),
             cfg,
             me: Owner {
                 name: name.to_string(),
@@ -240,6 +251,11 @@ impl Book {
     /// Records kept (seen or not), and entries seen.
     pub(crate) fn sizes(&self) -> (usize, usize) {
         (self.records.len(), self.visible.len())
+    }
+
+    /// Peers in session.
+    pub(crate) fn sessions(&self) -> usize {
+        self.sessions.len()
     }
 
     // ---- local entries ----
@@ -322,7 +338,18 @@ impl Book {
     }
 
     fn own_changed(&mut self, now: Instant) {
-        self.push_at.get_or_insert(now + self.cfg.push_delay);
+        let at = now + self.cfg.push_delay;
+        self.push_at = Some(self.push_at.map_or(at, |t| t.min(at)));
+    }
+
+    /// A new session changes the own record too, but only adds ways to reach
+    /// nodes (the new peer has the record at once, from the summary): it
+    /// waits up to a `sync_interval`, so that the sessions a node forms as
+    /// it joins a mesh go out in a few pushes, not one each. (Lost sessions
+    /// and entries wait one push delay: others must learn of them soon.)
+    fn own_changed_later(&mut self, now: Instant) {
+        let at = now + self.cfg.sync_interval.max(self.cfg.push_delay);
+        self.push_at = Some(self.push_at.map_or(at, |t| t.min(at)));
     }
 
     fn own_record(&self) -> Record {
@@ -358,7 +385,7 @@ impl Book {
         self.records
             .retain(|o, _| o.name != peer || o.incarnation == incarnation);
         self.reach_dirty = true;
-        self.own_changed(now);
+        self.own_changed_later(now);
         let summary = self.summary();
         self.out.push_back((peer.to_string(), summary));
     }
@@ -447,12 +474,28 @@ impl Book {
             self.wanted.remove(owner);
         }
         // Relay to the peers the owner is not in session with.
+        // Relay a record that came from its owner to the peers that do not
+        // have it from the owner: neither does the record list them, nor do
+        // their records list the owner. (Further away, anti-entropy carries
+        // it: relaying relayed records floods a mesh that is still forming.)
+        let from_owner = from == owner.name;
         let relay: Vec<String> = self
             .sessions
-            .keys()
-            .filter(|p| *p != from && **p != owner.name)
-            .filter(|p| !record.neighbours.iter().any(|n| n.name == **p))
-            .cloned()
+            .iter()
+            .filter(|_| from_owner)
+            .filter(|(p, _)| *p != from && **p != owner.name)
+            .filter(|(p, _)| !record.neighbours.iter().any(|n| n.name == **p))
+            .filter(|(p, incarnation)| {
+                let peer = Owner {
+                    name: (*p).clone(),
+                    incarnation: **incarnation,
+                };
+                !self
+                    .records
+                    .get(&peer)
+                    .is_some_and(|s| s.record.neighbours.iter().any(|n| n.name == owner.name))
+            })
+            .map(|(p, _)| p.clone())
             .collect();
         for peer in relay {
             self.stats.records_out += 1;
@@ -463,12 +506,19 @@ impl Book {
                 }),
             ));
         }
-        self.reach_dirty = true;
+        let neighbours: HashSet<Owner> = record.neighbours.iter().cloned().collect();
+        // Reachability changes only with the sessions records list.
+        let same_sessions = self
+            .records
+            .get(&record.owner)
+            .is_some_and(|old| old.neighbours == neighbours);
+        self.reach_dirty |= !same_sessions;
         self.dirty_owners.insert(record.owner.clone());
         self.records.insert(
             record.owner.clone(),
             Stored {
                 record,
+                neighbours,
                 unreachable_since: None,
             },
         );
@@ -709,7 +759,7 @@ impl Book {
                 let confirmed = self
                     .records
                     .get(y)
-                    .is_some_and(|s| s.record.neighbours.contains(&x));
+                    .is_some_and(|s| s.neighbours.contains(&x));
                 // A peer of this node is reached through its own session
                 // only (its incarnation there is the one that counts).
                 let not_my_peer = !self.sessions.contains_key(&y.name);
@@ -755,10 +805,26 @@ impl Book {
         }
         if self.next_sync <= now {
             self.next_sync = now + self.cfg.sync_interval;
+            // A few peers per round, in turn: every peer hears from this
+            // node every `peers / SYNC_FANOUT` rounds, and the mesh sends
+            // `SYNC_FANOUT × nodes` digests a round, not `nodes²`.
             let digest = self.digest();
-            for peer in self.sessions.keys() {
+            let peers: Vec<String> = self
+                .sessions
+                .range::<String, _>((
+                    std::ops::Bound::Excluded(self.synced_up_to.clone()),
+                    std::ops::Bound::Unbounded,
+                ))
+                .chain(self.sessions.iter())
+                .map(|(p, _)| p.clone())
+                .take(SYNC_FANOUT.min(self.sessions.len()))
+                .collect();
+            if let Some(last) = peers.last() {
+                self.synced_up_to = last.clone();
+            }
+            for peer in peers {
                 self.out
-                    .push_back((peer.clone(), Message::Sync(wire::Sync { digest })));
+                    .push_back((peer, Message::Sync(wire::Sync { digest })));
             }
             self.forget(now);
             let timeout = self.cfg.want_timeout;

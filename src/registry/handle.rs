@@ -109,7 +109,23 @@ impl Registry {
     /// the returned guard is dropped (or [`Registration::remove`]d), or this
     /// node closes or dies. Other nodes may register the same name: a
     /// lookup returns every owner's entry.
+    /// Collections whose names begin with `bilateral.` are the node's own
+    /// (discovery publishes nodes in `bilateral.nodes`): they can be read
+    /// and watched, not registered in.
     pub fn register<V: Serialize + ?Sized>(
+        &self,
+        collection: &str,
+        name: &str,
+        value: &V,
+    ) -> Result<Registration, RegistryError> {
+        if collection.starts_with(crate::protocol::RESERVED_PREFIX) {
+            return Err(RegistryError::Reserved(collection.to_string()));
+        }
+        self.register_reserved(collection, name, value)
+    }
+
+    /// [`Registry::register`] in any collection, the reserved ones included.
+    pub(crate) fn register_reserved<V: Serialize + ?Sized>(
         &self,
         collection: &str,
         name: &str,

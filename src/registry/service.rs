@@ -216,6 +216,7 @@ impl BuiltIn for Service {
         let entries = book.visible().len();
         vec![
             ("owners", owners as u64),
+            ("sessions", book.sessions() as u64),
             ("entries", entries as u64),
             ("watchers", self.watchers.lock().len() as u64),
             ("records_in", stats.records_in),
