@@ -9,7 +9,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
-use crate::error::CallError;
+use crate::core::errors::CallError;
 use crate::protocol::NodeName;
 
 /// A reply payload (MessagePack) or why there is none.

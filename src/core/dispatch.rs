@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::mesh::{Action, Job, JobDone, JobOutcome, Mesh, Purpose, Runner};
 use super::peer::Link;
-use crate::error::{CallError, RemoteError, Side};
+use crate::core::errors::{CallError, RemoteError, Side};
 use crate::protocol::{Cast, Message, NodeName, Reply, ReplyStatus, Request};
 
 impl<C: Clone> Mesh<C> {

@@ -6,7 +6,7 @@ use super::backoff;
 use super::events::{LostReason, PeerEvent, Rejection};
 use super::mesh::{Action, Mesh, Purpose};
 use super::peer::{Link, OutState, Outbound, Peer};
-use crate::error::CallError;
+use crate::core::errors::CallError;
 use crate::protocol::{
     Join, MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION, Message, NodeName, PartReason, Reject,
     RejectCode, Welcome,

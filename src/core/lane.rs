@@ -358,7 +358,7 @@ impl<C: Clone> Mesh<C> {
     pub(super) fn abandon_transfer(&mut self, peer: &NodeName, t: Transfer) {
         self.stats.transfers_abandoned += 1;
         if let Some(id) = t.request_id {
-            let error = crate::error::CallError::Unreachable(None);
+            let error = crate::core::errors::CallError::Unreachable(None);
             if let Some(r) = self.calls.resolve(id, peer, Err(error)) {
                 self.push_resolved(vec![r]);
             }

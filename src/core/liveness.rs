@@ -158,9 +158,9 @@ impl<C: Clone> Mesh<C> {
             (Purpose::Control | Purpose::Reply | Purpose::Message, _) => {}
             (Purpose::Request(id), _) => {
                 let error = if queue_full {
-                    crate::error::CallError::Overloaded(crate::error::Side::Local)
+                    crate::core::errors::CallError::Overloaded(crate::core::errors::Side::Local)
                 } else {
-                    crate::error::CallError::Unreachable(None)
+                    crate::core::errors::CallError::Unreachable(None)
                 };
                 if let Some(r) = self.calls.resolve(id, peer, Err(error)) {
                     self.push_resolved(vec![r]);

@@ -14,6 +14,7 @@ mod backoff;
 mod calls;
 mod config;
 mod dispatch;
+mod errors;
 mod events;
 mod fragments;
 mod handshake;
@@ -30,6 +31,8 @@ mod streams;
 pub use access::{Access, HandshakeFailure};
 pub use calls::Outcome;
 pub use config::{Limits, MeshConfig, Timers};
+pub(crate) use errors::encode_typed_error;
+pub use errors::{CallError, RemoteError, Side, StreamError};
 pub use events::{LostReason, PeerEvent, Rejection};
 #[cfg(test)]
 pub use mesh::Purpose;

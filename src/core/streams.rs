@@ -18,7 +18,7 @@ use super::lane::Source;
 use super::mesh::{Action, Delivery, Mesh, Purpose};
 use super::peer::Link;
 use super::stream::{Accept, Phase, RecvSide, SendSide, Stream, StreamId};
-use crate::error::{Side, StreamError};
+use crate::core::errors::{Side, StreamError};
 use crate::protocol::{DATA_HEADER_LEN, Data, Message, NodeName, Open, Reset, ResetCode, Status};
 
 /// What the application must learn about one of its streams.

@@ -14,6 +14,7 @@ use super::events::EventHub;
 use super::handlers::Registry;
 use super::reactor::Reactor;
 use super::sockets::{self, SocketOptions};
+use super::streams::Services;
 use super::streams::StreamHost;
 use super::workers::WorkerPool;
 use super::{Inner, Node, Running};
@@ -22,7 +23,6 @@ use crate::error::Error;
 use crate::faults::{FaultInjector, FaultPlan};
 use crate::protocol::{NodeName, Security};
 use crate::security::{Keypair, PublicKey};
-use crate::stream::Services;
 use crate::zmq::Context;
 
 /// Configures and starts a [`Node`]. Obtained from [`Node::builder`].

@@ -6,6 +6,7 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 
 pub(crate) use super::completion::CallSink;
+use super::streams::Shared;
 use super::waker::Waker;
 use crate::core::{NodeStats, PeerInfo, StreamId};
 use crate::error::{Error, StreamError};
@@ -13,7 +14,6 @@ use crate::faults::{FaultPlan, FaultStats};
 use crate::protocol::NodeName;
 use crate::protocol::ResetCode;
 use crate::security::PublicKey;
-use crate::stream::shared::Shared;
 
 /// Work handed to the reactor by other threads.
 pub(crate) enum Command {

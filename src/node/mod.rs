@@ -52,14 +52,16 @@ use completion::{CallSink, Completion};
 use directory::Directory;
 use events::EventHub;
 use handlers::Registry;
+pub(crate) use handlers::encode;
+pub(crate) use streams::{Service, Shared};
 use waker::Waker;
 use workers::WorkerPool;
 
 /// The reactor's answer to an open: the stream's shared state, or why not.
-type StreamOpened = Result<Arc<crate::stream::shared::Shared>, crate::StreamError>;
+pub(crate) type StreamOpened = Result<Arc<Shared>, crate::StreamError>;
 
 /// How long introspection and `connect` wait for the reactor to answer.
-const REACTOR_ANSWER: Duration = Duration::from_secs(5);
+pub(crate) const REACTOR_ANSWER: Duration = Duration::from_secs(5);
 
 /// A running node of the mesh. Cheap to clone; every clone is the same node.
 ///
@@ -102,7 +104,7 @@ pub(crate) struct Inner {
     /// What the services learn of sessions beginning and ending.
     membership: Arc<membership::Membership>,
     /// Stream services, by name.
-    stream_services: Arc<crate::stream::Services>,
+    stream_services: Arc<streams::Services>,
     /// Where streams opened here send their commands.
     stream_tx: StreamTx,
 }
@@ -297,113 +299,18 @@ impl Node {
         services::reserved(method).is_none() && self.inner.registry.remove(method)
     }
 
-    /// Registers the stream service `service`, replacing any previous one.
-    ///
-    /// When a peer opens a stream for it, `handler` runs on a thread of its
-    /// own with an [`Incoming`](crate::Incoming): the opener's name and its
-    /// init data decoded from MessagePack into `T`. The handler accepts the
-    /// stream (and gets its end of it) or refuses it; returning without
-    /// accepting refuses it, with the returned error's message if any. Init
-    /// data that does not decode into `T` is refused as
-    /// [`StreamError::BadInit`](crate::StreamError::BadInit) without running
-    /// the handler, and a panic in the handler only ends its stream.
-    ///
-    /// At most [`NodeBuilder::max_streams`] streams (and so handler threads)
-    /// are live at once, and at most [`NodeBuilder::max_streams_per_peer`]
-    /// opened by any one peer; further opens are refused as overloaded. Closing the
-    /// node does not wait for handler threads: their streams fail with
-    /// [`StreamError::Closed`](crate::StreamError::Closed), so a handler
-    /// blocked on its stream returns then.
-    pub fn on_stream<T, F>(&self, service: &str, handler: F) -> Result<(), Error>
-    where
-        T: DeserializeOwned + Send + 'static,
-        F: Fn(crate::Incoming<T>) -> Result<(), HandlerError> + Send + Sync + 'static,
-    {
-        user_method(service)?;
-        self.inner.stream_services.insert(service, handler);
-        Ok(())
+    /// Where streams opened here send their commands.
+    pub(crate) fn stream_tx(&self) -> &StreamTx {
+        &self.inner.stream_tx
     }
 
-    /// Removes the stream service `service`; returns whether there was one.
-    /// Streams already accepted go on.
-    pub fn remove_stream_service(&self, service: &str) -> bool {
-        services::reserved(service).is_none() && self.inner.stream_services.remove(service)
-    }
-
-    /// The registered stream services, sorted.
-    pub fn stream_services(&self) -> Vec<String> {
-        self.inner.stream_services.names()
-    }
-
-    /// Opens a byte stream to `peer`'s stream service `service`, passing
-    /// `init` (encoded as MessagePack) to its handler. Returns once the
-    /// handler accepted, with this end of the stream.
-    ///
-    /// Fails with [`StreamError::UnknownService`](crate::StreamError::UnknownService)
-    /// if the peer has no such service, [`StreamError::Refused`](crate::StreamError::Refused)
-    /// with the handler's reason, [`StreamError::BadInit`](crate::StreamError::BadInit)
-    /// if the init data does not fit the service, `UnknownPeer` or
-    /// `Unreachable` without a session, `PeerLost` if the session ends
-    /// meanwhile, and [`StreamError::Timeout`](crate::StreamError::Timeout)
-    /// without an answer within `timeout`.
-    pub fn open_stream<T: Serialize + ?Sized>(
-        &self,
-        peer: &str,
-        service: &str,
-        init: &T,
-        timeout: Duration,
-    ) -> Result<crate::Stream, crate::StreamError> {
-        use crate::StreamError;
-        let deadline = Instant::now() + timeout;
-        let peer = NodeName::new(peer).map_err(|_| StreamError::UnknownPeer)?;
-        MethodName::new(service)
-            .map_err(|reason| StreamError::Local(format!("service name {service:?}: {reason}")))?;
-        let init = handlers::encode(init).map_err(StreamError::Local)?;
-        let answer = self.request_stream(peer, service, init, deadline)?;
-        let shared = match answer.recv_deadline(Instant::now() + REACTOR_ANSWER) {
-            Ok(opened) => opened?,
-            Err(_) => return Err(StreamError::Closed),
-        };
-        // The core fails the stream at the deadline; the margin only guards
-        // against a reactor that stopped answering.
-        shared.wait_accepted(deadline + REACTOR_ANSWER)?;
-        Ok(crate::Stream::new(shared, self.inner.stream_tx.clone()))
-    }
-
-    /// [`Node::open_stream`] as a future: the init data is encoded at once,
-    /// and nothing blocks a thread while the peer decides.
-    pub fn open_stream_async<T: Serialize + ?Sized>(
-        &self,
-        peer: &str,
-        service: &str,
-        init: &T,
-        timeout: Duration,
-    ) -> impl Future<Output = Result<crate::Stream, crate::StreamError>> + Send + 'static + use<T>
-    {
-        use crate::StreamError;
-        let deadline = Instant::now() + timeout;
-        let requested = NodeName::new(peer)
-            .map_err(|_| StreamError::UnknownPeer)
-            .and_then(|peer| {
-                MethodName::new(service).map_err(|reason| {
-                    StreamError::Local(format!("service name {service:?}: {reason}"))
-                })?;
-                let init = handlers::encode(init).map_err(StreamError::Local)?;
-                self.request_stream(peer, service, init, deadline)
-            });
-        let tx = self.inner.stream_tx.clone();
-        async move {
-            let answer = requested?;
-            let guard = deadline + REACTOR_ANSWER;
-            let opened = std::future::poll_fn(|cx| answer.poll_recv(cx, Some(guard))).await;
-            let shared = opened.map_err(|_| StreamError::Closed)??;
-            std::future::poll_fn(|cx| shared.poll_accepted(cx, guard)).await?;
-            Ok(crate::Stream::new(shared, tx))
-        }
+    /// The node's stream services.
+    pub(crate) fn stream_table(&self) -> &streams::Services {
+        &self.inner.stream_services
     }
 
     /// Asks the reactor to open a stream; its answer comes in the mailbox.
-    fn request_stream(
+    pub(crate) fn request_stream(
         &self,
         peer: NodeName,
         service: &str,
@@ -947,7 +854,7 @@ pub(crate) fn one_result<R>(call: Result<Responses<R>, Error>) -> Result<R, Call
 
 /// Checks a method name the application registers: valid, and not in the
 /// built-in services' namespace.
-fn user_method(method: &str) -> Result<(), Error> {
+pub(crate) fn user_method(method: &str) -> Result<(), Error> {
     let invalid = |reason| Error::InvalidName {
         name: method.to_string(),
         reason,

@@ -21,6 +21,7 @@ use super::directory::Directory;
 use super::events::EventHub;
 use super::sockets::{self, Monitored, SocketOptions};
 use super::spin::SpinPermit;
+use super::streams::Chunk;
 use super::streams::StreamHost;
 use super::waker::{WakeReceiver, Waker};
 use crate::core::{
@@ -30,7 +31,6 @@ use crate::error::Error;
 use crate::faults::{Direction, FaultInjector, FaultPlan};
 use crate::protocol::{NodeName, ReplyStatus};
 use crate::security::zap;
-use crate::stream::shared::Chunk;
 use crate::zmq::{Context, Message, MonitorEvent, PollItem, SendFlags, Socket};
 
 /// Calls plus handler jobs in flight at or below which the reactor counts as

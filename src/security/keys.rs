@@ -76,7 +76,7 @@ impl PublicKey {
         if text.len() != 40 {
             return Err(bad());
         }
-        let bytes = zmq::z85_decode(text).map_err(|_| bad())?;
+        let bytes = super::z85::decode(text).ok_or_else(bad)?;
         Ok(PublicKey(bytes.try_into().map_err(|_| bad())?))
     }
 
@@ -93,7 +93,7 @@ impl PublicKey {
     /// The 40-character Z85 text (the node name in CURVE mode).
     pub fn to_z85(&self) -> String {
         // 32 bytes is a multiple of 4: encoding cannot fail.
-        zmq::z85_encode(&self.0).unwrap_or_default()
+        super::z85::encode(&self.0).unwrap_or_default()
     }
 }
 

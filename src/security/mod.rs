@@ -7,6 +7,7 @@
 //! ([`crate::core::Access`]) about every key that completes a handshake.
 
 mod keys;
+mod z85;
 pub(crate) mod zap;
 
 pub use keys::{KeyError, Keypair, PublicKey, load_public_key, secret_path};

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::shared::Shared;
-use crate::node::{StreamCommand, StreamTx};
+use crate::node::{Shared, StreamCommand, StreamTx};
 use crate::protocol::{DATA_HEADER_LEN, ResetCode};
 
 /// A byte stream to one peer: [`Read`] what it writes, [`Write`] what it

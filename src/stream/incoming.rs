@@ -1,15 +1,12 @@
 //! Stream services: what a node runs when a peer opens a stream to it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use parking_lot::RwLock;
 use serde::de::DeserializeOwned;
 
 use super::halves::Stream;
-use super::shared::Shared;
 use crate::error::StreamError;
-use crate::node::{HandlerError, StreamCommand, StreamTx};
+use crate::node::{HandlerError, Service, Shared, StreamCommand, StreamTx};
 use crate::protocol::ResetCode;
 
 /// A stream a peer wants to open, handed to the service's handler, which
@@ -99,45 +96,16 @@ impl Drop for Decision {
     }
 }
 
-/// A type-erased service handler: decodes the init data and runs the
+/// `handler` as the node runs it: decodes the init data and runs the
 /// user's closure on the stream's own thread.
-pub(crate) type Service = Arc<dyn Fn(Arc<Shared>, StreamTx, &[u8]) + Send + Sync>;
-
-/// The node's stream services, by name.
-#[derive(Default)]
-pub(crate) struct Services {
-    map: RwLock<HashMap<String, Service>>,
-}
-
-impl Services {
-    pub(crate) fn insert<T, F>(&self, name: &str, handler: F)
-    where
-        T: DeserializeOwned + Send + 'static,
-        F: Fn(Incoming<T>) -> Result<(), HandlerError> + Send + Sync + 'static,
-    {
-        let service: Service = Arc::new(move |shared: Arc<Shared>, tx: StreamTx, init: &[u8]| {
-            run(&handler, shared, tx, init);
-        });
-        self.map.write().insert(name.to_string(), service);
-    }
-
-    pub(crate) fn remove(&self, name: &str) -> bool {
-        self.map.write().remove(name).is_some()
-    }
-
-    pub(crate) fn get(&self, name: &str) -> Option<Service> {
-        self.map.read().get(name).cloned()
-    }
-
-    pub(crate) fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.map.read().keys().cloned().collect();
-        names.sort();
-        names
-    }
-
-    pub(crate) fn clear(&self) {
-        self.map.write().clear();
-    }
+pub(crate) fn erase<T, F>(handler: F) -> Service
+where
+    T: DeserializeOwned + Send + 'static,
+    F: Fn(Incoming<T>) -> Result<(), HandlerError> + Send + Sync + 'static,
+{
+    Arc::new(move |shared: Arc<Shared>, tx: StreamTx, init: &[u8]| {
+        run(&handler, shared, tx, init);
+    })
 }
 
 /// Runs a handler: decode, call, and refuse if it did not decide.

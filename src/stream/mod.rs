@@ -46,9 +46,125 @@
 
 mod halves;
 mod incoming;
-pub(crate) mod shared;
 
 pub use halves::{Stream, StreamReader, StreamWriter};
 pub use incoming::Incoming;
 
-pub(crate) use incoming::Services;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Error;
+use crate::node::{HandlerError, Node};
+use crate::protocol::{MethodName, NodeName};
+
+/// The stream service's entry points on the node.
+impl Node {
+    /// Registers the stream service `service`, replacing any previous one.
+    ///
+    /// When a peer opens a stream for it, `handler` runs on a thread of its
+    /// own with an [`Incoming`](crate::Incoming): the opener's name and its
+    /// init data decoded from MessagePack into `T`. The handler accepts the
+    /// stream (and gets its end of it) or refuses it; returning without
+    /// accepting refuses it, with the returned error's message if any. Init
+    /// data that does not decode into `T` is refused as
+    /// [`StreamError::BadInit`](crate::StreamError::BadInit) without running
+    /// the handler, and a panic in the handler only ends its stream.
+    ///
+    /// At most [`NodeBuilder::max_streams`] streams (and so handler threads)
+    /// are live at once, and at most [`NodeBuilder::max_streams_per_peer`]
+    /// opened by any one peer; further opens are refused as overloaded. Closing the
+    /// node does not wait for handler threads: their streams fail with
+    /// [`StreamError::Closed`](crate::StreamError::Closed), so a handler
+    /// blocked on its stream returns then.
+    pub fn on_stream<T, F>(&self, service: &str, handler: F) -> Result<(), Error>
+    where
+        T: DeserializeOwned + Send + 'static,
+        F: Fn(crate::Incoming<T>) -> Result<(), HandlerError> + Send + Sync + 'static,
+    {
+        crate::node::user_method(service)?;
+        self.stream_table()
+            .insert(service, incoming::erase(handler));
+        Ok(())
+    }
+
+    /// Removes the stream service `service`; returns whether there was one.
+    /// Streams already accepted go on.
+    pub fn remove_stream_service(&self, service: &str) -> bool {
+        crate::protocol::reserved_service(service).is_none() && self.stream_table().remove(service)
+    }
+
+    /// The registered stream services, sorted.
+    pub fn stream_services(&self) -> Vec<String> {
+        self.stream_table().names()
+    }
+
+    /// Opens a byte stream to `peer`'s stream service `service`, passing
+    /// `init` (encoded as MessagePack) to its handler. Returns once the
+    /// handler accepted, with this end of the stream.
+    ///
+    /// Fails with [`StreamError::UnknownService`](crate::StreamError::UnknownService)
+    /// if the peer has no such service, [`StreamError::Refused`](crate::StreamError::Refused)
+    /// with the handler's reason, [`StreamError::BadInit`](crate::StreamError::BadInit)
+    /// if the init data does not fit the service, `UnknownPeer` or
+    /// `Unreachable` without a session, `PeerLost` if the session ends
+    /// meanwhile, and [`StreamError::Timeout`](crate::StreamError::Timeout)
+    /// without an answer within `timeout`.
+    pub fn open_stream<T: Serialize + ?Sized>(
+        &self,
+        peer: &str,
+        service: &str,
+        init: &T,
+        timeout: Duration,
+    ) -> Result<crate::Stream, crate::StreamError> {
+        use crate::StreamError;
+        let deadline = Instant::now() + timeout;
+        let peer = NodeName::new(peer).map_err(|_| StreamError::UnknownPeer)?;
+        MethodName::new(service)
+            .map_err(|reason| StreamError::Local(format!("service name {service:?}: {reason}")))?;
+        let init = crate::node::encode(init).map_err(StreamError::Local)?;
+        let answer = self.request_stream(peer, service, init, deadline)?;
+        let shared = match answer.recv_deadline(Instant::now() + crate::node::REACTOR_ANSWER) {
+            Ok(opened) => opened?,
+            Err(_) => return Err(StreamError::Closed),
+        };
+        // The core fails the stream at the deadline; the margin only guards
+        // against a reactor that stopped answering.
+        shared.wait_accepted(deadline + crate::node::REACTOR_ANSWER)?;
+        Ok(crate::Stream::new(shared, self.stream_tx().clone()))
+    }
+
+    /// [`Node::open_stream`] as a future: the init data is encoded at once,
+    /// and nothing blocks a thread while the peer decides.
+    pub fn open_stream_async<T: Serialize + ?Sized>(
+        &self,
+        peer: &str,
+        service: &str,
+        init: &T,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<crate::Stream, crate::StreamError>> + Send + 'static + use<T>
+    {
+        use crate::StreamError;
+        let deadline = Instant::now() + timeout;
+        let requested = NodeName::new(peer)
+            .map_err(|_| StreamError::UnknownPeer)
+            .and_then(|peer| {
+                MethodName::new(service).map_err(|reason| {
+                    StreamError::Local(format!("service name {service:?}: {reason}"))
+                })?;
+                let init = crate::node::encode(init).map_err(StreamError::Local)?;
+                self.request_stream(peer, service, init, deadline)
+            });
+        let tx = self.stream_tx().clone();
+        async move {
+            let answer = requested?;
+            let guard = deadline + crate::node::REACTOR_ANSWER;
+            let opened = std::future::poll_fn(|cx| answer.poll_recv(cx, Some(guard))).await;
+            let shared = opened.map_err(|_| StreamError::Closed)??;
+            std::future::poll_fn(|cx| shared.poll_accepted(cx, guard)).await?;
+            Ok(crate::Stream::new(shared, tx))
+        }
+    }
+}

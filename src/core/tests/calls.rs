@@ -1,8 +1,8 @@
 //! Calls: fan-out, per-target results, deadlines, late replies, admission.
 
 use super::sim::*;
+use crate::core::errors::{CallError, Side};
 use crate::core::*;
-use crate::error::{CallError, Side};
 use crate::protocol::{Message, Reply, ReplyStatus};
 
 /// a dials b and c; d dials a; e is known to a but down.

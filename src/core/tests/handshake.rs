@@ -215,7 +215,9 @@ fn restart_of_the_dialled_peer_is_lost_then_joined_and_fails_pending_calls() {
         sim.results("a", 1),
         [(
             0,
-            Err(crate::error::CallError::PeerLost(LostReason::Restarted))
+            Err(crate::core::errors::CallError::PeerLost(
+                LostReason::Restarted
+            ))
         )],
         "the pending call failed when the restart was seen, not at its deadline"
     );
@@ -326,7 +328,7 @@ fn close_parts_from_every_peer_and_fails_every_call_with_closed() {
     assert!(
         results
             .iter()
-            .all(|(_, o)| *o == Err(crate::error::CallError::Closed))
+            .all(|(_, o)| *o == Err(crate::core::errors::CallError::Closed))
     );
     assert!(sim.node("a").links.is_empty());
     assert_eq!(sim.lost("b"), [("a".to_string(), LostReason::Parted)]);
@@ -336,7 +338,7 @@ fn close_parts_from_every_peer_and_fails_every_call_with_closed() {
     sim.settle();
     assert_eq!(
         sim.results("a", 10),
-        [(0, Err(crate::error::CallError::Closed))]
+        [(0, Err(crate::core::errors::CallError::Closed))]
     );
 }
 

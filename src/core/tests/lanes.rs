@@ -2,8 +2,8 @@
 //! refused, and that nothing computed is lost.
 
 use super::sim::*;
+use crate::core::errors::{CallError, Side};
 use crate::core::*;
-use crate::error::{CallError, Side};
 use crate::protocol::Message;
 
 /// b dials a (so a answers b on its ROUTER), with `configure` applied to

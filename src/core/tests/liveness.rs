@@ -1,8 +1,8 @@
 //! Heartbeats, loss detection, backoff growth and cap, rejoining.
 
 use super::sim::*;
+use crate::core::errors::CallError;
 use crate::core::*;
-use crate::error::CallError;
 
 #[test]
 fn an_idle_session_stays_up_on_heartbeats_alone() {

@@ -1,8 +1,8 @@
 //! Streams, bulk lanes and large messages, on the simulated network.
 
 use super::sim::*;
+use crate::core::errors::StreamError;
 use crate::core::*;
-use crate::error::StreamError;
 use crate::protocol::{Fragment, Message, ResetCode};
 
 const CHUNK: usize = 4096;
@@ -196,7 +196,7 @@ fn streams_beyond_the_limit_are_refused_as_overloaded_on_either_side() {
     assert_eq!(sim.nodes["a"].signals_of(second), [StreamSignal::Accepted]);
     assert_eq!(
         failed(&sim, "a", third),
-        Some(StreamError::Overloaded(crate::error::Side::Remote))
+        Some(StreamError::Overloaded(crate::core::errors::Side::Remote))
     );
     assert_eq!(sim.mesh("b").stats().streams_refused, 1);
     assert_eq!(sim.mesh("b").stream_count(), 2);
@@ -212,7 +212,7 @@ fn streams_beyond_the_limit_are_refused_as_overloaded_on_either_side() {
         .handle_open_stream(&name("b"), "svc", b"\xc0", now + ms(1000), now);
     assert_eq!(
         fifth.err(),
-        Some(StreamError::Overloaded(crate::error::Side::Local))
+        Some(StreamError::Overloaded(crate::core::errors::Side::Local))
     );
 }
 
@@ -239,7 +239,7 @@ fn one_peer_cannot_take_every_stream_of_a_node() {
     );
     assert_eq!(
         failed(&sim, "a", from_a[2]),
-        Some(StreamError::Overloaded(crate::error::Side::Remote))
+        Some(StreamError::Overloaded(crate::core::errors::Side::Remote))
     );
     // Another peer still gets its stream.
     assert_eq!(sim.nodes["c"].signals_of(from_c), [StreamSignal::Accepted]);

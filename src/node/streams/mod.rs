@@ -11,8 +11,11 @@ use super::command::{CallSink, StreamCommand, StreamTx};
 use crate::core::{IncomingStream, Mesh, StreamId, StreamSignal};
 use crate::error::StreamError;
 use crate::protocol::{NodeName, ResetCode};
-use crate::stream::Services;
-use crate::stream::shared::{Chunk, Shared};
+pub(crate) mod services;
+pub(crate) mod shared;
+
+pub(crate) use services::{Service, Services};
+pub(crate) use shared::{Chunk, Shared};
 
 /// Live streams and what serves them.
 pub(crate) struct StreamHost {
