@@ -29,6 +29,8 @@
 
 mod planner;
 mod service;
+#[cfg(test)]
+mod sim;
 
 use std::time::Duration;
 

@@ -103,6 +103,11 @@ setters! {
 /// Collection and name lengths, in bytes.
 pub(crate) const MAX_NAME: usize = 255;
 
+/// How long a change of who is reachable may wait before it is worked out,
+/// so that a burst of records (a mesh forming) costs one traversal, not one
+/// each. Readers ([`Book::visible`], [`Book::value`]) never wait.
+const REACH_DELAY: Duration = Duration::from_millis(20);
+
 /// Peers sent the digest each `sync_interval`.
 const SYNC_FANOUT: usize = 3;
 
@@ -195,6 +200,11 @@ pub(crate) struct Book {
     reachable: HashSet<Owner>,
     /// Sessions or records changed since `reachable` was computed.
     reach_dirty: bool,
+    /// When a reachability change waits no longer for others to join it
+    /// (see [`REACH_DELAY`]).
+    reach_due: Option<Instant>,
+    /// The latest time this book was told of.
+    last_now: Instant,
     /// Owners whose records changed since `visible` was brought up to date.
     dirty_owners: HashSet<Owner>,
     /// This node's own entries that changed since then.
@@ -230,6 +240,8 @@ impl Book {
             wanted: HashMap::new(),
             reachable: HashSet::new(),
             reach_dirty: true,
+            reach_due: None,
+            last_now: now,
             dirty_owners: HashSet::new(),
             dirty_own: Vec::new(),
             by_owner: HashMap::new(),
@@ -337,7 +349,14 @@ impl Book {
         Ok(())
     }
 
+    fn reach_changed(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+        self.reach_dirty = true;
+        self.reach_due.get_or_insert(now + REACH_DELAY);
+    }
+
     fn own_changed(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
         let at = now + self.cfg.push_delay;
         self.push_at = Some(self.push_at.map_or(at, |t| t.min(at)));
     }
@@ -384,7 +403,7 @@ impl Book {
         // Another incarnation of a peer in session is over.
         self.records
             .retain(|o, _| o.name != peer || o.incarnation == incarnation);
-        self.reach_dirty = true;
+        self.reach_changed(now);
         self.own_changed_later(now);
         let summary = self.summary();
         self.out.push_back((peer.to_string(), summary));
@@ -393,7 +412,7 @@ impl Book {
     /// The session with `peer` ended.
     pub(crate) fn handle_left(&mut self, peer: &str, now: Instant) {
         if self.sessions.remove(peer).is_some() {
-            self.reach_dirty = true;
+            self.reach_changed(now);
             self.own_changed(now);
         }
     }
@@ -402,6 +421,7 @@ impl Book {
 
     /// A message from `from` (a peer in session).
     pub(crate) fn handle_message(&mut self, from: &str, message: Message, now: Instant) {
+        self.last_now = self.last_now.max(now);
         if !self.sessions.contains_key(from) {
             // Its session ended while the message waited: what it says is
             // repaired by anti-entropy if it still matters.
@@ -512,7 +532,9 @@ impl Book {
             .records
             .get(&record.owner)
             .is_some_and(|old| old.neighbours == neighbours);
-        self.reach_dirty |= !same_sessions;
+        if !same_sessions {
+            self.reach_changed(self.last_now);
+        }
         self.dirty_owners.insert(record.owner.clone());
         self.records.insert(
             record.owner.clone(),
@@ -664,9 +686,21 @@ impl Book {
     /// entries of owners whose records changed or who became reachable or
     /// unreachable, and this node's own entries that changed.
     pub(crate) fn refresh(&mut self) {
+        self.bring_up_to_date(false);
+    }
+
+    /// [`Book::refresh`], reachability included even if it is not due.
+    pub(crate) fn refresh_now(&mut self) {
+        self.bring_up_to_date(true);
+    }
+
+    /// [`Book::refresh`]; reachability too if `now` or due.
+    fn bring_up_to_date(&mut self, now: bool) {
         let mut touched = std::mem::take(&mut self.dirty_owners);
-        if self.reach_dirty {
+        let due = self.reach_due.is_none_or(|t| t <= self.last_now);
+        if self.reach_dirty && (now || due) {
             self.reach_dirty = false;
+            self.reach_due = None;
             let reachable = self.reach();
             touched.extend(reachable.symmetric_difference(&self.reachable).cloned());
             self.reachable = reachable;
@@ -774,13 +808,13 @@ impl Book {
 
     /// Every visible entry.
     pub(crate) fn visible(&mut self) -> &BTreeMap<Key, Vec<u8>> {
-        self.refresh();
+        self.bring_up_to_date(true);
         &self.visible
     }
 
     /// The value now visible under `key`, if any.
     pub(crate) fn value(&mut self, key: &Key) -> Option<&Vec<u8>> {
-        self.refresh();
+        self.bring_up_to_date(true);
         self.visible.get(key)
     }
 
@@ -794,6 +828,8 @@ impl Book {
 
     /// Pushes a changed own record, sends digests, forgets the unreachable.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+        self.refresh();
         if self.push_at.is_some_and(|t| t <= now) {
             self.push_at = None;
             self.own_seq += 1;
@@ -833,7 +869,7 @@ impl Book {
     }
 
     fn forget(&mut self, now: Instant) {
-        self.refresh();
+        self.bring_up_to_date(true);
         let forget_after = self.cfg.forget_after;
         let reachable = &self.reachable;
         let before = self.records.len();
@@ -850,10 +886,11 @@ impl Book {
 
     /// When [`Book::handle_timeout`] must run next.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        Some(match self.push_at {
-            Some(t) => t.min(self.next_sync),
-            None => self.next_sync,
-        })
+        [self.push_at, self.reach_due]
+            .into_iter()
+            .flatten()
+            .chain([self.next_sync])
+            .min()
     }
 
     /// The next message to send.

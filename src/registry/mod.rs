@@ -29,10 +29,10 @@
 //! as casts (`PROTOCOL.md` §14) and are repaired by anti-entropy, so loss
 //! and reordering only delay them.
 
-mod book;
+pub(crate) mod book;
 mod handle;
 mod service;
-mod wire;
+pub(crate) mod wire;
 
 pub use book::{RegistryConfig, RegistryError};
 pub use handle::{Entry, Registration, Registry, RegistryEvent, RegistryWatch};

@@ -115,6 +115,7 @@ impl Service {
     /// unknown to a watcher.
     pub(crate) fn view<R>(&self, f: impl FnOnce(&mut Book) -> R) -> R {
         let mut book = self.book.lock();
+        book.refresh_now();
         self.dispatch(&mut book);
         f(&mut book)
     }
@@ -131,6 +132,7 @@ impl Service {
             bell,
         };
         let mut book = self.book.lock();
+        book.refresh_now();
         self.dispatch(&mut book);
         for key in book.visible().keys().filter(|k| k.0 == collection) {
             watcher.mark(key);
