@@ -1,6 +1,8 @@
 //! Three hosts in three network namespaces on one bridge (198.18.0.0/24):
 //! taking one host's link down partitions it, its peers report it lost, and
-//! bringing the link back heals the mesh without restarting anything.
+//! bringing the link back heals the mesh without restarting anything; and
+//! every host's registry entry follows: gone where its owner is cut off,
+//! back everywhere after the partition heals, through a relay as well.
 //!
 //! Needs root and iproute2 (`ip netns add`); skipped with a message where
 //! namespaces cannot be made. Everything it creates is removed afterwards.
@@ -12,7 +14,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bilateral::PeerEvent;
+use bilateral::{PeerEvent, RegistryEvent};
 use common::*;
 
 const LISTEN_ENV: &str = "BILATERAL_NETNS_LISTEN";
@@ -29,6 +31,9 @@ fn netns_node() {
         .start()
         .expect("node starts in its namespace");
     let events = node.events();
+    let registry = node.registry().expect("the registry runs");
+    let _entry = registry.register("svc", &name, &name).expect("registered");
+    let watch = registry.watch::<String>("svc");
     for peer in std::env::var(PEERS_ENV)
         .unwrap_or_default()
         .split(',')
@@ -40,7 +45,14 @@ fn netns_node() {
     println!("\nREADY");
     let deadline = Instant::now() + Duration::from_secs(90);
     while Instant::now() < deadline {
-        match events.recv_timeout(Duration::from_millis(200)) {
+        while let Some(change) = watch.try_recv() {
+            match change {
+                RegistryEvent::Added(e) if e.owner != name => println!("\nSEES {}", e.owner),
+                RegistryEvent::Removed { owner, .. } if owner != name => println!("\nGONE {owner}"),
+                _ => {}
+            }
+        }
+        match events.recv_timeout(Duration::from_millis(100)) {
             Some(PeerEvent::Joined { peer, .. }) => println!("\nJOINED {peer}"),
             Some(PeerEvent::Lost { peer, .. }) => println!("\nLOST {peer}"),
             _ => {}
@@ -90,7 +102,13 @@ impl Lab {
 
     fn build(hosts: usize) -> Result<Lab, String> {
         let lab = Lab {
-            tag: format!("bl{}", std::process::id() % 100_000),
+            // Tests run in parallel: each lab gets its own names.
+            tag: {
+                static LABS: std::sync::atomic::AtomicUsize =
+                    std::sync::atomic::AtomicUsize::new(0);
+                let n = LABS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                format!("bl{}{n}", std::process::id() % 100_000)
+            },
             hosts: 0,
             children: Vec::new(),
         };
@@ -206,24 +224,129 @@ fn a_link_down_partitions_a_host_and_bringing_it_up_heals_the_mesh() {
     let b = lab.start(1, "b", &format!("c={}", ep(2)));
     let c = lab.start(2, "c", "");
     let line = |s: &str| s.to_string();
-    expect_lines(&a, &[line("JOINED b"), line("JOINED c")], PATIENCE);
-    expect_lines(&b, &[line("JOINED a"), line("JOINED c")], PATIENCE);
-    expect_lines(&c, &[line("JOINED a"), line("JOINED b")], PATIENCE);
+    expect_lines(
+        &a,
+        &[
+            line("JOINED b"),
+            line("JOINED c"),
+            line("SEES b"),
+            line("SEES c"),
+        ],
+        PATIENCE,
+    );
+    expect_lines(
+        &b,
+        &[
+            line("JOINED a"),
+            line("JOINED c"),
+            line("SEES a"),
+            line("SEES c"),
+        ],
+        PATIENCE,
+    );
+    expect_lines(
+        &c,
+        &[
+            line("JOINED a"),
+            line("JOINED b"),
+            line("SEES a"),
+            line("SEES b"),
+        ],
+        PATIENCE,
+    );
 
-    // c's cable is pulled: no FIN, no RST, just silence.
+    // c's cable is pulled: no FIN, no RST, just silence. Its entry goes on
+    // a and b, theirs on c.
     ip(&["link", "set", &lab.veth(2), "down"]).unwrap();
-    expect_lines(&a, &[line("LOST c")], PATIENCE);
-    expect_lines(&b, &[line("LOST c")], PATIENCE);
-    expect_lines(&c, &[line("LOST a"), line("LOST b")], PATIENCE);
+    expect_lines(&a, &[line("LOST c"), line("GONE c")], PATIENCE);
+    expect_lines(&b, &[line("LOST c"), line("GONE c")], PATIENCE);
+    expect_lines(
+        &c,
+        &[
+            line("LOST a"),
+            line("LOST b"),
+            line("GONE a"),
+            line("GONE b"),
+        ],
+        PATIENCE,
+    );
 
     // Plugged back in: the same processes find each other again.
     ip(&["link", "set", &lab.veth(2), "up"]).unwrap();
-    expect_lines(&a, &[line("JOINED c")], Duration::from_secs(20));
-    expect_lines(&b, &[line("JOINED c")], Duration::from_secs(20));
+    // The live owners' entries come back everywhere.
+    let healed = Duration::from_secs(20);
+    expect_lines(&a, &[line("JOINED c"), line("SEES c")], healed);
+    expect_lines(&b, &[line("JOINED c"), line("SEES c")], healed);
     expect_lines(
         &c,
-        &[line("JOINED a"), line("JOINED b")],
-        Duration::from_secs(20),
+        &[
+            line("JOINED a"),
+            line("JOINED b"),
+            line("SEES a"),
+            line("SEES b"),
+        ],
+        healed,
     );
+    drop(lab);
+}
+
+#[test]
+fn a_partition_of_the_relay_cuts_off_relayed_entries_until_it_heals() {
+    if std::env::var(NAME_ENV).is_ok() {
+        return; // inside a child
+    }
+    let mut lab = match Lab::build(3) {
+        Ok(lab) => lab,
+        Err(e) => {
+            eprintln!(
+                "SKIPPED: cannot create network namespaces here ({e}); this test needs root and iproute2"
+            );
+            return;
+        }
+    };
+    let ep = |i: usize| format!("tcp://{}:7000", Lab::address(i));
+    // A line: a - b - c; a and c never talk, their entries travel through b.
+    let a = lab.start(0, "a", &format!("b={}", ep(1)));
+    let b = lab.start(1, "b", &format!("c={}", ep(2)));
+    let c = lab.start(2, "c", "");
+    let line = |s: &str| s.to_string();
+    expect_lines(
+        &a,
+        &[line("JOINED b"), line("SEES b"), line("SEES c")],
+        PATIENCE,
+    );
+    expect_lines(
+        &c,
+        &[line("JOINED b"), line("SEES b"), line("SEES a")],
+        PATIENCE,
+    );
+
+    // The relay is cut off: a and c lose each other's entries too.
+    ip(&["link", "set", &lab.veth(1), "down"]).unwrap();
+    expect_lines(
+        &a,
+        &[line("LOST b"), line("GONE b"), line("GONE c")],
+        PATIENCE,
+    );
+    expect_lines(
+        &c,
+        &[line("LOST b"), line("GONE b"), line("GONE a")],
+        PATIENCE,
+    );
+
+    // It heals: everything is seen again, through the relay.
+    ip(&["link", "set", &lab.veth(1), "up"]).unwrap();
+    let healed = Duration::from_secs(20);
+    expect_lines(
+        &a,
+        &[line("JOINED b"), line("SEES b"), line("SEES c")],
+        healed,
+    );
+    expect_lines(
+        &c,
+        &[line("JOINED b"), line("SEES b"), line("SEES a")],
+        healed,
+    );
+    drop(b);
     drop(lab);
 }
