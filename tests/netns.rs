@@ -147,6 +147,21 @@ impl Lab {
         Ok(lab)
     }
 
+    /// The lab of a test: `None` inside a node's process (the test binary
+    /// runs again there), or where namespaces cannot be made (said so).
+    fn for_test(hosts: usize) -> Option<Lab> {
+        if std::env::var(NAME_ENV).is_ok() {
+            return None;
+        }
+        Lab::build(hosts)
+            .map_err(|e| {
+                eprintln!(
+                    "SKIPPED: cannot create network namespaces here ({e}); this test needs root and iproute2"
+                )
+            })
+            .ok()
+    }
+
     /// Starts node `name` in namespace `i`, dialling `peers`; returns a
     /// receiver of the lines it prints.
     fn start(&mut self, i: usize, name: &str, peers: &str) -> crossbeam_channel::Receiver<String> {
@@ -207,17 +222,8 @@ fn expect_lines(
 
 #[test]
 fn a_link_down_partitions_a_host_and_bringing_it_up_heals_the_mesh() {
-    if std::env::var(NAME_ENV).is_ok() {
-        return; // inside a child
-    }
-    let mut lab = match Lab::build(3) {
-        Ok(lab) => lab,
-        Err(e) => {
-            eprintln!(
-                "SKIPPED: cannot create network namespaces here ({e}); this test needs root and iproute2"
-            );
-            return;
-        }
+    let Some(mut lab) = Lab::for_test(3) else {
+        return;
     };
     let ep = |i: usize| format!("tcp://{}:7000", Lab::address(i));
     let a = lab.start(0, "a", &format!("b={},c={}", ep(1), ep(2)));
@@ -292,17 +298,8 @@ fn a_link_down_partitions_a_host_and_bringing_it_up_heals_the_mesh() {
 
 #[test]
 fn a_partition_of_the_relay_cuts_off_relayed_entries_until_it_heals() {
-    if std::env::var(NAME_ENV).is_ok() {
-        return; // inside a child
-    }
-    let mut lab = match Lab::build(3) {
-        Ok(lab) => lab,
-        Err(e) => {
-            eprintln!(
-                "SKIPPED: cannot create network namespaces here ({e}); this test needs root and iproute2"
-            );
-            return;
-        }
+    let Some(mut lab) = Lab::for_test(3) else {
+        return;
     };
     let ep = |i: usize| format!("tcp://{}:7000", Lab::address(i));
     // A line: a - b - c; a and c never talk, their entries travel through b.

@@ -177,11 +177,7 @@ impl Sim {
                 };
                 self.sent[from] += 1;
                 self.seq += 1;
-                let at = now - self.start + Duration::from_micros(LATENCY_US + self.rng % 300);
-                self.rng = self
-                    .rng
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1);
+                let at = now - self.start + Duration::from_micros(LATENCY_US + self.random(300));
                 self.payloads.insert(self.seq, message);
                 self.queue
                     .push(Reverse((at, self.seq, from, to, inc, to_inc)));

@@ -233,7 +233,7 @@ impl Registry {
         self.map
             .read()
             .keys()
-            .any(|m| super::services::reserved(m) == Some(service))
+            .any(|m| crate::protocol::reserved_service(m) == Some(service))
     }
 
     pub(crate) fn get(&self, method: &str) -> Option<Handler> {
@@ -246,7 +246,7 @@ impl Registry {
             .map
             .read()
             .keys()
-            .filter(|m| super::services::reserved(m).is_none())
+            .filter(|m| crate::protocol::reserved_service(m).is_none())
             .cloned()
             .collect();
         m.sort();

@@ -296,7 +296,7 @@ impl Node {
     /// Removes the handler of `method`; returns whether there was one.
     /// The built-in services' methods (`bilateral.…`) cannot be removed.
     pub fn unregister(&self, method: &str) -> bool {
-        services::reserved(method).is_none() && self.inner.registry.remove(method)
+        crate::protocol::reserved_service(method).is_none() && self.inner.registry.remove(method)
     }
 
     /// Where streams opened here send their commands.
@@ -860,7 +860,7 @@ pub(crate) fn user_method(method: &str) -> Result<(), Error> {
         reason,
     };
     MethodName::new(method).map_err(invalid)?;
-    match services::reserved(method) {
+    match crate::protocol::reserved_service(method) {
         Some(_) => Err(invalid(crate::protocol::NameError::Reserved)),
         None => Ok(()),
     }

@@ -16,7 +16,8 @@
 //!   malformed) appear in [`NodeStats::services`](crate::NodeStats).
 //!
 //! The `bilateral.` method namespace is the services' own: the application
-//! cannot register, unregister or shadow a method in it ([`reserved`]). A
+//! cannot register, unregister or shadow a method in it
+//! ([`reserved_service`](crate::protocol::reserved_service)). A
 //! call into it for a service this node does not run is answered
 //! `NoService`, which the caller sees as
 //! [`CallError::NoService`](crate::CallError::NoService).
@@ -39,7 +40,7 @@ use super::{Node, WeakNode};
 use crate::Error;
 use crate::core::{Job, ServiceStats};
 
-pub(crate) use crate::protocol::reserved_service as reserved;
+use crate::protocol::reserved_service as reserved;
 
 /// A built-in service: what a node needs to know of it to run it.
 pub(crate) trait BuiltIn: Listener + Any + Send + Sync {

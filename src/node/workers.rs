@@ -163,7 +163,7 @@ pub(crate) fn run(registry: &Registry, job: Job, report: &Report) -> bool {
     }
     let Some(handler) = registry.get(&job.method) else {
         log::debug!("{} called unknown method {:?}", job.peer, job.method);
-        let outcome = match super::services::reserved(&job.method) {
+        let outcome = match crate::protocol::reserved_service(&job.method) {
             Some(service) if !registry.serves(service) => {
                 job.answer(ReplyStatus::NoService, service.as_bytes().to_vec())
             }

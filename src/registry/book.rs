@@ -498,25 +498,26 @@ impl Book {
         // have it from the owner: neither does the record list them, nor do
         // their records list the owner. (Further away, anti-entropy carries
         // it: relaying relayed records floods a mesh that is still forming.)
-        let from_owner = from == owner.name;
-        let relay: Vec<String> = self
-            .sessions
-            .iter()
-            .filter(|_| from_owner)
-            .filter(|(p, _)| *p != from && **p != owner.name)
-            .filter(|(p, _)| !record.neighbours.iter().any(|n| n.name == **p))
-            .filter(|(p, incarnation)| {
-                let peer = Owner {
-                    name: (*p).clone(),
-                    incarnation: **incarnation,
-                };
-                !self
-                    .records
-                    .get(&peer)
-                    .is_some_and(|s| s.record.neighbours.iter().any(|n| n.name == owner.name))
-            })
-            .map(|(p, _)| p.clone())
-            .collect();
+        let relay: Vec<String> = if from != owner.name {
+            Vec::new()
+        } else {
+            self.sessions
+                .iter()
+                .filter(|(p, _)| **p != owner.name)
+                .filter(|(p, _)| !record.neighbours.iter().any(|n| n.name == **p))
+                .filter(|(p, incarnation)| {
+                    let peer = Owner {
+                        name: (*p).clone(),
+                        incarnation: **incarnation,
+                    };
+                    !self
+                        .records
+                        .get(&peer)
+                        .is_some_and(|s| s.record.neighbours.iter().any(|n| n.name == owner.name))
+                })
+                .map(|(p, _)| p.clone())
+                .collect()
+        };
         for peer in relay {
             self.stats.records_out += 1;
             self.out.push_back((

@@ -192,13 +192,7 @@ impl BuiltIn for Service {
             (out, book.poll_timeout())
         };
         for (to, message) in out {
-            let sent = match &message {
-                Message::Records(m) => node.cast(to.as_str(), message.method(), m),
-                Message::Sync(m) => node.cast(to.as_str(), message.method(), m),
-                Message::Summary(m) => node.cast(to.as_str(), message.method(), m),
-                Message::Want(m) => node.cast(to.as_str(), message.method(), m),
-            };
-            if let Err(e) = sent {
+            if let Err(e) = node.cast(to.as_str(), message.method(), &message) {
                 // Anti-entropy repairs what a lost message leaves out.
                 log::debug!("registry: {} to {to} not sent: {e}", message.method());
             }

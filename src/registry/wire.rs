@@ -73,8 +73,10 @@ pub(crate) struct Want {
     pub owners: Vec<Owner>,
 }
 
-/// One message of the registry protocol.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One message of the registry protocol; it encodes as the message it
+/// holds (the method says which).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
 pub(crate) enum Message {
     Records(Records),
     Sync(Sync),

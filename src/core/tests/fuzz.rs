@@ -277,11 +277,15 @@ fn feed(mesh: &mut Mesh<u32>, input: &Input, now: &mut Instant, dialled: &NodeNa
             mesh.handle_timeout(*now);
         }
     }
-    // Handlers run and finish, as a worker pool would make them.
+    finish_jobs(mesh, *now);
+}
+
+/// Handlers run and finish, as a worker pool would make them.
+fn finish_jobs(mesh: &mut Mesh<u32>, now: Instant) {
     for action in drain(mesh) {
         if let Action::Dispatch(job) = action {
             let outcome = job.answer(ReplyStatus::Ok, vec![0xc0]);
-            mesh.handle_job_done(job.done(outcome), *now);
+            mesh.handle_job_done(job.done(outcome), now);
         }
     }
     drain(mesh);
@@ -668,14 +672,7 @@ fn feed_session(
             mesh.handle_timeout(*now);
         }
     }
-    // Handlers run and finish, as a worker pool would make them.
-    for action in drain(mesh) {
-        if let Action::Dispatch(job) = action {
-            let outcome = job.answer(ReplyStatus::Ok, vec![0xc0]);
-            mesh.handle_job_done(job.done(outcome), *now);
-        }
-    }
-    drain(mesh);
+    finish_jobs(mesh, *now);
 }
 
 proptest! {
