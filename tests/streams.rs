@@ -372,7 +372,8 @@ fn an_undecided_open_times_out_and_a_panicking_handler_refuses() {
     );
     // Accepting after the opener gave up fails.
     let late = hold_rx.recv_timeout(PATIENCE).unwrap();
-    wait_until(PATIENCE, || b.stats().frames_in > 0);
+    // The opener's reset reaches b: the held stream knows it was abandoned.
+    wait_until(PATIENCE, || late.is_abandoned());
     let accepted = late.accept();
     assert!(
         matches!(accepted, Err(StreamError::Timeout)),

@@ -51,6 +51,13 @@ impl<T> Incoming<T> {
         &self.init
     }
 
+    /// Whether the stream already ended before it was decided (the opener
+    /// gave up waiting, or was lost): [`accept`](Self::accept) would fail.
+    /// A service that queues incoming streams can drop such ones unanswered.
+    pub fn is_abandoned(&self) -> bool {
+        self.decision.shared.lock().failed.is_some()
+    }
+
     /// Accepts the stream; returns the init data and this end of the stream.
     /// Fails if the stream ended meanwhile (the opener gave up, or was lost).
     pub fn accept(self) -> Result<(T, Stream), StreamError> {
