@@ -96,7 +96,7 @@ pub use crate::core::{
     Access, Limits, LostReason, NodeStats, PeerEvent, PeerInfo, PeerState, PeerStats, Rejection,
     ServiceStats, Timers,
 };
-pub use crate::discovery::{ConnectPolicy, Discovery};
+pub use crate::discovery::{Beacon, ConnectPolicy, Discovery};
 pub use crate::error::{CallError, Error, RemoteError, Side, SocketError, StreamError};
 pub use crate::node::{
     CallContext, CallFuture, CallOneFuture, Context, Events, HandlerError, Node, NodeBuilder,

@@ -3,6 +3,8 @@
 //! bringing the link back heals the mesh without restarting anything; and
 //! every host's registry entry follows: gone where its owner is cut off,
 //! back everywhere after the partition heals, through a relay as well.
+//! With the LAN beacon on and no seed, the hosts find each other, and no
+//! beacon leaves their LAN.
 //!
 //! Needs root and iproute2 (`ip netns add`); skipped with a message where
 //! namespaces cannot be made. Everything it creates is removed afterwards.
@@ -14,12 +16,13 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bilateral::{PeerEvent, RegistryEvent};
+use bilateral::{Beacon, Discovery, PeerEvent, RegistryEvent};
 use common::*;
 
 const LISTEN_ENV: &str = "BILATERAL_NETNS_LISTEN";
 const NAME_ENV: &str = "BILATERAL_NETNS_NAME";
 const PEERS_ENV: &str = "BILATERAL_NETNS_PEERS";
+const BEACON_ENV: &str = "BILATERAL_NETNS_BEACON";
 
 /// The body of a node process inside a namespace (started by the test below).
 #[test]
@@ -27,9 +30,13 @@ fn netns_node() {
     let (Ok(listen), Ok(name)) = (std::env::var(LISTEN_ENV), std::env::var(NAME_ENV)) else {
         return;
     };
-    let node = builder_on(&name, &listen)
-        .start()
-        .expect("node starts in its namespace");
+    let mut builder = builder_on(&name, &listen);
+    if let Ok(beacon) = std::env::var(BEACON_ENV) {
+        let to = beacon.parse().expect("a beacon address");
+        let beacon = Beacon::new(to).interval(Duration::from_millis(100));
+        builder = builder.discovery(Discovery::default().beacon(beacon));
+    }
+    let node = builder.start().expect("node starts in its namespace");
     let events = node.events();
     let registry = node.registry().expect("the registry runs");
     let _entry = registry.register("svc", &name, &name).expect("registered");
@@ -165,14 +172,30 @@ impl Lab {
     /// Starts node `name` in namespace `i`, dialling `peers`; returns a
     /// receiver of the lines it prints.
     fn start(&mut self, i: usize, name: &str, peers: &str) -> crossbeam_channel::Receiver<String> {
+        self.start_with(i, name, peers, None)
+    }
+
+    /// [`Lab::start`], with the LAN beacon sent to `beacon` if given.
+    fn start_with(
+        &mut self,
+        i: usize,
+        name: &str,
+        peers: &str,
+        beacon: Option<String>,
+    ) -> crossbeam_channel::Receiver<String> {
         let exe = std::env::current_exe().unwrap();
-        let mut child = Command::new("ip")
+        let mut command = Command::new("ip");
+        command
             .args(["netns", "exec", &self.ns(i)])
             .arg(exe)
             .args(["netns_node", "--exact", "--nocapture", "--test-threads=1"])
             .env(LISTEN_ENV, format!("tcp://{}:7000", Lab::address(i)))
             .env(NAME_ENV, name)
-            .env(PEERS_ENV, peers)
+            .env(PEERS_ENV, peers);
+        if let Some(beacon) = beacon {
+            command.env(BEACON_ENV, beacon);
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -345,5 +368,50 @@ fn a_partition_of_the_relay_cuts_off_relayed_entries_until_it_heals() {
         healed,
     );
     drop(b);
+    drop(lab);
+}
+
+#[test]
+fn with_the_beacon_hosts_find_each_other_without_a_seed_and_nothing_leaves_the_lan() {
+    // A port of the system's choice in this (the host's) namespace, held
+    // open: the hosts' beacons use the same port, so a beacon that left
+    // their LAN for this namespace would arrive here.
+    let outside = {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        s.set_reuse_address(true).unwrap();
+        s.set_reuse_port(true).unwrap();
+        s.bind(&std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0).into())
+            .unwrap();
+        std::net::UdpSocket::from(s)
+    };
+    let port = outside.local_addr().unwrap().port();
+    let Some(mut lab) = Lab::for_test(3) else {
+        return;
+    };
+    let beacon = || Some(format!("198.18.0.255:{port}"));
+    let names = ["a", "b", "c"];
+    let hosts: Vec<_> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| lab.start_with(i, name, "", beacon()))
+        .collect();
+    for (i, host) in hosts.iter().enumerate() {
+        let others: Vec<String> = names
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .flat_map(|(_, n)| [format!("JOINED {n}"), format!("SEES {n}")])
+            .collect();
+        expect_lines(host, &others, PATIENCE);
+    }
+    // The hosts found each other by beacons alone (no seed); none of
+    // those beacons arrived out here.
+    outside.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(
+        outside.recv_from(&mut buf).is_err(),
+        "a beacon left the namespaces"
+    );
     drop(lab);
 }

@@ -27,6 +27,7 @@
 //! world. Each dial of a discovered node is reported as
 //! [`PeerEvent::Discovered`](crate::PeerEvent::Discovered).
 
+mod beacon;
 mod planner;
 mod service;
 #[cfg(test)]
@@ -34,6 +35,7 @@ mod sim;
 
 use std::time::Duration;
 
+pub use beacon::Beacon;
 pub(crate) use planner::usable;
 pub(crate) use service::Service;
 
@@ -72,6 +74,8 @@ pub struct Discovery {
     pub max_endpoints: usize,
     /// Discovered nodes kept. Default 4 096.
     pub max_nodes: usize,
+    /// The LAN beacon, which finds nodes without a seed. Off by default.
+    pub beacon: Option<Beacon>,
 }
 
 impl Default for Discovery {
@@ -83,6 +87,7 @@ impl Default for Discovery {
             max_dials: 32,
             max_endpoints: 8,
             max_nodes: 4096,
+            beacon: None,
         }
     }
 }
@@ -131,6 +136,12 @@ impl Discovery {
     /// Sets [`Discovery::max_nodes`].
     pub fn max_nodes(mut self, nodes: usize) -> Self {
         self.max_nodes = nodes;
+        self
+    }
+
+    /// Turns the LAN beacon on (see [`Beacon`]).
+    pub fn beacon(mut self, beacon: Beacon) -> Self {
+        self.beacon = Some(beacon);
         self
     }
 }

@@ -32,15 +32,35 @@ pub(crate) struct PlannerStats {
     pub forgotten: u64,
 }
 
+/// Where the planner heard of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// Its entry in the registry's `bilateral.nodes`.
+    Registry,
+    /// Its LAN beacon.
+    Beacon,
+}
+
+impl Source {
+    fn bit(self) -> u8 {
+        match self {
+            Source::Registry => 1,
+            Source::Beacon => 2,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Known {
     endpoints: Vec<String>,
+    /// The sources that show it now (bits of [`Source`]).
+    sources: u8,
     /// When it was first shown: of two nodes that find each other, the one
     /// whose name sorts first dials at once, the other only if no session
     /// came after [`DIAL_GRACE`], so that most pairs have one connection,
     /// not two.
     since: Instant,
-    /// Since when the registry no longer shows it.
+    /// Since when no source shows it.
     gone_since: Option<Instant>,
 }
 
@@ -96,13 +116,14 @@ impl Planner {
         self.dialled.remove(peer);
     }
 
-    /// The registry shows node `peer` with `endpoints`. `allowed` is
-    /// whether the access policy lets this node talk to it.
+    /// `source` shows node `peer` with `endpoints`. `allowed` is whether
+    /// the access policy lets this node talk to it.
     pub(crate) fn handle_node(
         &mut self,
         peer: &str,
         endpoints: Vec<String>,
         allowed: bool,
+        source: Source,
         now: Instant,
     ) {
         if peer == self.me {
@@ -121,11 +142,15 @@ impl Planner {
             self.stats.refused += 1;
             return;
         }
-        let since = self.known.get(peer).map_or(now, |k| k.since);
+        let (since, sources) = self
+            .known
+            .get(peer)
+            .map_or((now, 0), |k| (k.since, k.sources));
         self.known.insert(
             peer.to_string(),
             Known {
                 endpoints: usable,
+                sources: sources | source.bit(),
                 gone_since: None,
                 since,
             },
@@ -133,11 +158,14 @@ impl Planner {
         self.look_now(now);
     }
 
-    /// The registry no longer shows node `peer`.
-    pub(crate) fn handle_node_gone(&mut self, peer: &str, now: Instant) {
+    /// `source` no longer shows node `peer`; it is gone when no source does.
+    pub(crate) fn handle_node_gone(&mut self, peer: &str, source: Source, now: Instant) {
         if let Some(known) = self.known.get_mut(peer) {
-            known.gone_since.get_or_insert(now);
-            self.look_at(now + self.cfg.forget_after);
+            known.sources &= !source.bit();
+            if known.sources == 0 {
+                known.gone_since.get_or_insert(now);
+                self.look_at(now + self.cfg.forget_after);
+            }
         }
     }
 
@@ -214,6 +242,14 @@ impl Planner {
             })
             .count();
         let mut connected = self.sessions.len() + trying;
+        if connected >= target {
+            // Enough peers: nothing to choose from (a dial that times out
+            // frees its place, so look again then).
+            if trying > 0 {
+                self.look_at(now + self.cfg.dial_timeout.min(Duration::from_secs(1)));
+            }
+            return;
+        }
         let mut places = self.cfg.max_dials.saturating_sub(trying);
         let mut later: Option<Instant> = None;
         let mut candidates: Vec<(u64, &String, &Known)> = self
@@ -338,16 +374,29 @@ mod tests {
                 &format!("n{i}"),
                 vec![format!("tcp://127.0.0.1:{}", 1000 + i)],
                 true,
+                Source::Registry,
                 now,
             );
         }
-        p.handle_node("me", vec!["tcp://127.0.0.1:1".into()], true, now);
+        p.handle_node(
+            "me",
+            vec!["tcp://127.0.0.1:1".into()],
+            true,
+            Source::Registry,
+            now,
+        );
         p.handle_timeout(now);
         let mut dialled = connects(&drain(&mut p));
         dialled.sort();
         assert_eq!(dialled, ["n0", "n1", "n2", "n3", "n4"]);
         // Shown again (an update): not dialled twice.
-        p.handle_node("n0", vec!["tcp://127.0.0.1:1000".into()], true, now);
+        p.handle_node(
+            "n0",
+            vec!["tcp://127.0.0.1:1000".into()],
+            true,
+            Source::Registry,
+            now,
+        );
         p.handle_timeout(now);
         assert!(connects(&drain(&mut p)).is_empty());
         assert_eq!(p.stats().dialled, 5);
@@ -364,6 +413,7 @@ mod tests {
                 &format!("n{i}"),
                 vec![format!("ipc:///tmp/n{i}")],
                 true,
+                Source::Registry,
                 now,
             );
         }
@@ -374,7 +424,13 @@ mod tests {
             "the seed is one of the three"
         );
         let mut q = planner(ConnectPolicy::SeedsOnly);
-        q.handle_node("n0", vec!["ipc:///tmp/n0".into()], true, now);
+        q.handle_node(
+            "n0",
+            vec!["ipc:///tmp/n0".into()],
+            true,
+            Source::Registry,
+            now,
+        );
         q.handle_timeout(now);
         assert!(drain(&mut q).is_empty());
     }
@@ -387,6 +443,7 @@ mod tests {
             "a",
             vec!["http://example.com".into(), "tcp://0.0.0.0:80".into()],
             true,
+            Source::Registry,
             now,
         );
         p.handle_node(
@@ -395,15 +452,23 @@ mod tests {
                 .map(|i| format!("tcp://10.0.0.1:{}", i + 1))
                 .collect(),
             true,
+            Source::Registry,
             now,
         );
-        p.handle_node("c", vec!["tcp://127.0.0.1:5".into()], false, now);
+        p.handle_node(
+            "c",
+            vec!["tcp://127.0.0.1:5".into()],
+            false,
+            Source::Registry,
+            now,
+        );
         assert_eq!(p.stats().refused, 3);
         for i in 0..50 {
             p.handle_node(
                 &format!("n{i:02}"),
                 vec![format!("tcp://127.0.0.1:{}", 2000 + i)],
                 true,
+                Source::Registry,
                 now,
             );
         }
@@ -431,13 +496,25 @@ mod tests {
     fn a_node_gone_for_forget_after_is_forgotten_unless_back() {
         let now = Instant::now();
         let mut p = planner(ConnectPolicy::Full);
-        p.handle_node("x", vec!["tcp://127.0.0.1:9".into()], true, now);
-        p.handle_node("y", vec!["tcp://127.0.0.1:10".into()], true, now);
+        p.handle_node(
+            "x",
+            vec!["tcp://127.0.0.1:9".into()],
+            true,
+            Source::Registry,
+            now,
+        );
+        p.handle_node(
+            "y",
+            vec!["tcp://127.0.0.1:10".into()],
+            true,
+            Source::Registry,
+            now,
+        );
         p.handle_timeout(now);
         drain(&mut p);
         p.handle_joined("x");
-        p.handle_node_gone("x", now);
-        p.handle_node_gone("y", now);
+        p.handle_node_gone("x", Source::Registry, now);
+        p.handle_node_gone("y", Source::Registry, now);
         let forget_after = Discovery::default().forget_after;
         assert!(p.poll_timeout().is_some_and(|t| t <= now + forget_after));
         p.handle_timeout(now + forget_after);
@@ -450,11 +527,40 @@ mod tests {
     }
 
     #[test]
+    fn a_node_is_gone_only_when_every_source_stopped_showing_it() {
+        let now = Instant::now();
+        let mut p = planner(ConnectPolicy::Full);
+        let endpoint = || vec!["tcp://127.0.0.1:9".to_string()];
+        p.handle_node("x", endpoint(), true, Source::Registry, now);
+        p.handle_node("x", endpoint(), true, Source::Beacon, now);
+        p.handle_timeout(now);
+        assert_eq!(connects(&drain(&mut p)), ["x"]);
+        let forget_after = Discovery::default().forget_after;
+        // The registry lost it, the beacon still hears it: kept.
+        p.handle_node_gone("x", Source::Registry, now);
+        p.handle_timeout(now + forget_after);
+        assert!(drain(&mut p).is_empty());
+        assert_eq!(p.sizes().0, 1);
+        // The beacon fell silent too: forgotten forget_after later.
+        let silent = now + forget_after;
+        p.handle_node_gone("x", Source::Beacon, silent);
+        assert_eq!(p.sizes().0, 0);
+        p.handle_timeout(silent + forget_after);
+        assert_eq!(drain(&mut p), vec![Plan::Forget { peer: "x".into() }]);
+    }
+
+    #[test]
     fn of_two_nodes_that_find_each_other_the_first_in_order_dials() {
         let now = Instant::now();
         // "me" sorts after "a": a is expected to dial; me waits DIAL_GRACE.
         let mut p = planner(ConnectPolicy::Full);
-        p.handle_node("a", vec!["tcp://127.0.0.1:9".into()], true, now);
+        p.handle_node(
+            "a",
+            vec!["tcp://127.0.0.1:9".into()],
+            true,
+            Source::Registry,
+            now,
+        );
         p.handle_timeout(now);
         assert!(drain(&mut p).is_empty());
         assert_eq!(p.poll_timeout(), Some(now + DIAL_GRACE));
@@ -463,7 +569,13 @@ mod tests {
         p.handle_timeout(now + DIAL_GRACE);
         assert!(drain(&mut p).is_empty());
         // Another that did not: dialled after the grace.
-        p.handle_node("b", vec!["tcp://127.0.0.1:10".into()], true, now);
+        p.handle_node(
+            "b",
+            vec!["tcp://127.0.0.1:10".into()],
+            true,
+            Source::Registry,
+            now,
+        );
         p.handle_timeout(now + DIAL_GRACE);
         assert_eq!(connects(&drain(&mut p)), ["b"]);
     }

@@ -6,12 +6,12 @@
 //! `BILATERAL_SIM_NODES=300 cargo test --release --lib thousand -- --ignored --nocapture`.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use super::planner::{Plan, Planner};
+use super::planner::{Plan, Planner, Source};
 use super::{COLLECTION, Discovery, NodeEntry};
-use crate::registry::book::{Book, RegistryConfig};
+use crate::registry::book::{Book, Key, RegistryConfig};
 use crate::registry::wire::Message;
 
 const LATENCY_US: u64 = 500;
@@ -25,6 +25,10 @@ struct SimNode {
     planner: Planner,
     incarnation: u64,
     sessions: BTreeSet<usize>,
+    /// What the node's watchers were told is visible, and how many
+    /// entries that makes per collection and per collection and name.
+    shown: HashSet<Key>,
+    counts: HashMap<(String, Option<String>), usize>,
 }
 
 struct Sim {
@@ -88,6 +92,8 @@ impl Sim {
             planner,
             incarnation,
             sessions: BTreeSet::new(),
+            shown: HashSet::new(),
+            counts: HashMap::new(),
         });
         if let Some(seed) = seed {
             self.connect(i, seed);
@@ -142,16 +148,39 @@ impl Sim {
                 continue;
             };
             while let Some(key) = node.book.poll_changed() {
+                let value = node.book.value(&key).cloned();
+                let step = match (value.is_some(), node.shown.contains(&key)) {
+                    (true, false) => Some(1),
+                    (false, true) => Some(-1),
+                    _ => None,
+                };
+                if let Some(step) = step {
+                    for count_key in [(key.0.clone(), None), (key.0.clone(), Some(key.1.clone()))] {
+                        let count = node.counts.entry(count_key).or_default();
+                        *count = count.saturating_add_signed(step);
+                    }
+                    if step > 0 {
+                        node.shown.insert(key.clone());
+                    } else {
+                        node.shown.remove(&key);
+                    }
+                }
                 if key.0 != COLLECTION {
                     continue;
                 }
-                match node.book.value(&key).cloned() {
+                match value {
                     Some(bytes) => {
                         if let Ok(entry) = rmp_serde::from_slice::<NodeEntry>(&bytes) {
-                            node.planner.handle_node(&key.1, entry.endpoints, true, now);
+                            node.planner.handle_node(
+                                &key.1,
+                                entry.endpoints,
+                                true,
+                                Source::Registry,
+                                now,
+                            );
                         }
                     }
-                    None => node.planner.handle_node_gone(&key.1, now),
+                    None => node.planner.handle_node_gone(&key.1, Source::Registry, now),
                 }
             }
             node.planner.handle_timeout(now);
@@ -223,19 +252,15 @@ impl Sim {
         }
     }
 
-    /// How many live nodes see `count` entries in `collection` (named `name`, if given).
+    /// How many live nodes' watchers were shown `count` entries in
+    /// `collection` (named `name`, if given).
     fn seeing(&mut self, collection: &str, name: Option<&str>, count: usize) -> usize {
-        let mut seeing = 0;
-        for node in self.nodes.iter_mut().flatten() {
-            let shown = node
-                .book
-                .visible()
-                .keys()
-                .filter(|k| k.0 == collection && name.is_none_or(|x| k.1 == x))
-                .count();
-            seeing += usize::from(shown == count);
-        }
-        seeing
+        let key = (collection.to_string(), name.map(str::to_string));
+        self.nodes
+            .iter()
+            .flatten()
+            .filter(|node| node.counts.get(&key).copied().unwrap_or(0) == count)
+            .count()
     }
 
     /// Advances until `done`, at most `limit`; the time it took.

@@ -30,6 +30,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::reach::Reach;
 use super::wire::{self, Held, Message, Owner, Record, Records, Summary, Want, WireEntry};
 
 /// Limits and timers of a registry.
@@ -176,8 +177,9 @@ pub(crate) struct BookStats {
 
 struct Stored {
     record: Record,
-    /// The record's neighbours, to look them up at once.
-    neighbours: HashSet<Owner>,
+    /// What this record adds to [`Book::digest`] now (its version, while
+    /// its owner is reachable).
+    in_digest: Option<u64>,
     /// Since when no chain of sessions reaches the owner.
     unreachable_since: Option<Instant>,
 }
@@ -196,13 +198,15 @@ pub(crate) struct Book {
     records: HashMap<Owner, Stored>,
     /// Records asked for: the seq expected, and when.
     wanted: HashMap<Owner, (u64, Instant)>,
-    /// Owners reachable now (valid when `!reach_dirty`).
-    reachable: HashSet<Owner>,
-    /// Sessions or records changed since `reachable` was computed.
-    reach_dirty: bool,
-    /// When a reachability change waits no longer for others to join it
+    /// Who is reachable (kept up to date as records and sessions change;
+    /// after a loss, worked out again at `reach_due` or when read).
+    reach: Reach,
+    /// When a loss of sessions waits no longer for others to join it
     /// (see [`REACH_DELAY`]).
     reach_due: Option<Instant>,
+    /// The versions of the reachable records, XORed: the digest but for
+    /// this node's own version.
+    digest: u64,
     /// The latest time this book was told of.
     last_now: Instant,
     /// Owners whose records changed since `visible` was brought up to date.
@@ -238,9 +242,9 @@ impl Book {
             sessions: BTreeMap::new(),
             records: HashMap::new(),
             wanted: HashMap::new(),
-            reachable: HashSet::new(),
-            reach_dirty: true,
+            reach: Reach::default(),
             reach_due: None,
+            digest: 0,
             last_now: now,
             dirty_owners: HashSet::new(),
             dirty_own: Vec::new(),
@@ -349,10 +353,13 @@ impl Book {
         Ok(())
     }
 
+    /// After a change of sessions or records: a loss that may have cut
+    /// owners off is worked out within [`REACH_DELAY`].
     fn reach_changed(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
-        self.reach_dirty = true;
-        self.reach_due.get_or_insert(now + REACH_DELAY);
+        if self.reach.is_stale() {
+            self.reach_due.get_or_insert(now + REACH_DELAY);
+        }
     }
 
     fn own_changed(&mut self, now: Instant) {
@@ -399,10 +406,26 @@ impl Book {
 
     /// A session with `peer` began.
     pub(crate) fn handle_joined(&mut self, peer: &str, incarnation: u64, now: Instant) {
-        self.sessions.insert(peer.to_string(), incarnation);
+        if let Some(old) = self.sessions.insert(peer.to_string(), incarnation) {
+            self.reach.remove_root(&Owner {
+                name: peer.to_string(),
+                incarnation: old,
+            });
+        }
         // Another incarnation of a peer in session is over.
-        self.records
-            .retain(|o, _| o.name != peer || o.incarnation == incarnation);
+        let over: Vec<Owner> = self
+            .records
+            .keys()
+            .filter(|o| o.name == peer && o.incarnation != incarnation)
+            .cloned()
+            .collect();
+        for owner in over {
+            self.drop_record(&owner);
+        }
+        self.reach.add_root(&Owner {
+            name: peer.to_string(),
+            incarnation,
+        });
         self.reach_changed(now);
         self.own_changed_later(now);
         let summary = self.summary();
@@ -411,7 +434,11 @@ impl Book {
 
     /// The session with `peer` ended.
     pub(crate) fn handle_left(&mut self, peer: &str, now: Instant) {
-        if self.sessions.remove(peer).is_some() {
+        if let Some(incarnation) = self.sessions.remove(peer) {
+            self.reach.remove_root(&Owner {
+                name: peer.to_string(),
+                incarnation,
+            });
             self.reach_changed(now);
             self.own_changed(now);
         }
@@ -501,19 +528,16 @@ impl Book {
         let relay: Vec<String> = if from != owner.name {
             Vec::new()
         } else {
+            let listed: HashSet<&str> = record.neighbours.iter().map(|n| n.name.as_str()).collect();
             self.sessions
                 .iter()
-                .filter(|(p, _)| **p != owner.name)
-                .filter(|(p, _)| !record.neighbours.iter().any(|n| n.name == **p))
+                .filter(|(p, _)| **p != owner.name && !listed.contains(p.as_str()))
                 .filter(|(p, incarnation)| {
                     let peer = Owner {
                         name: (*p).clone(),
                         incarnation: **incarnation,
                     };
-                    !self
-                        .records
-                        .get(&peer)
-                        .is_some_and(|s| s.record.neighbours.iter().any(|n| n.name == owner.name))
+                    !self.reach.lists(&peer, owner)
                 })
                 .map(|(p, _)| p.clone())
                 .collect()
@@ -527,13 +551,10 @@ impl Book {
                 }),
             ));
         }
-        let neighbours: HashSet<Owner> = record.neighbours.iter().cloned().collect();
-        // Reachability changes only with the sessions records list.
-        let same_sessions = self
-            .records
-            .get(&record.owner)
-            .is_some_and(|old| old.neighbours == neighbours);
-        if !same_sessions {
+        let old = self.records.get(&record.owner);
+        let in_digest = old.and_then(|old| old.in_digest);
+        if old.is_none_or(|old| old.record.neighbours != record.neighbours) {
+            self.reach.set_record(&record.owner, &record.neighbours);
             self.reach_changed(self.last_now);
         }
         self.dirty_owners.insert(record.owner.clone());
@@ -541,10 +562,18 @@ impl Book {
             record.owner.clone(),
             Stored {
                 record,
-                neighbours,
+                in_digest,
                 unreachable_since: None,
             },
         );
+    }
+
+    /// Forgets `owner`'s record.
+    fn drop_record(&mut self, owner: &Owner) {
+        if let Some(stored) = self.records.remove(owner) {
+            self.digest ^= stored.in_digest.unwrap_or(0);
+            self.reach.remove_record(owner);
+        }
     }
 
     /// Whether a record from the network keeps the bounds a local
@@ -619,7 +648,7 @@ impl Book {
         for owner in want.owners.iter().take(self.cfg.max_owners) {
             if *owner == self.me {
                 records.push(self.own_record());
-            } else if self.reachable.contains(owner) {
+            } else if self.reach.reaches(owner) {
                 if let Some(stored) = self.records.get(owner) {
                     records.push(stored.record.clone());
                 }
@@ -655,15 +684,16 @@ impl Book {
 
     fn summary(&mut self) -> Message {
         self.refresh();
-        let mut held: Vec<Held> = self
-            .reachable
-            .iter()
-            .filter_map(|o| self.records.get(o))
-            .map(|s| Held {
-                owner: s.record.owner.clone(),
-                seq: s.record.seq,
-            })
-            .collect();
+        let mut held: Vec<Held> = Vec::with_capacity(self.reach.reached_count() + 1);
+        held.extend(
+            self.reach
+                .reached()
+                .filter_map(|o| self.records.get(o))
+                .map(|s| Held {
+                    owner: s.record.owner.clone(),
+                    seq: s.record.seq,
+                }),
+        );
         held.push(Held {
             owner: self.me.clone(),
             seq: self.own_seq,
@@ -675,8 +705,16 @@ impl Book {
     /// The digest of the versions this node sees (its own included).
     pub(crate) fn digest(&mut self) -> u64 {
         self.refresh();
-        self.reachable
-            .iter()
+        self.digest ^ wire::version_hash(&self.me, self.own_seq)
+    }
+
+    /// [`Book::digest`] worked out from every record, to check the one
+    /// kept up to date.
+    #[cfg(test)]
+    pub(crate) fn digest_from_scratch(&mut self) -> u64 {
+        self.refresh_now();
+        self.reach
+            .reached()
             .filter_map(|o| self.records.get(o))
             .map(|s| wire::version_hash(&s.record.owner, s.record.seq))
             .fold(wire::version_hash(&self.me, self.own_seq), |a, b| a ^ b)
@@ -699,13 +737,11 @@ impl Book {
     fn bring_up_to_date(&mut self, now: bool) {
         let mut touched = std::mem::take(&mut self.dirty_owners);
         let due = self.reach_due.is_none_or(|t| t <= self.last_now);
-        if self.reach_dirty && (now || due) {
-            self.reach_dirty = false;
+        if self.reach.is_stale() && (now || due) {
             self.reach_due = None;
-            let reachable = self.reach();
-            touched.extend(reachable.symmetric_difference(&self.reachable).cloned());
-            self.reachable = reachable;
+            self.reach.recompute();
         }
+        touched.extend(self.reach.take_flipped());
         for owner in touched {
             self.resync_owner(owner);
         }
@@ -719,8 +755,14 @@ impl Book {
     /// Makes the visible entries of `owner` those of its record if it is
     /// reachable, or none.
     fn resync_owner(&mut self, owner: Owner) {
+        let reached = self.reach.reaches(&owner);
+        if let Some(stored) = self.records.get_mut(&owner) {
+            let now = reached.then(|| wire::version_hash(&owner, stored.record.seq));
+            self.digest ^= stored.in_digest.unwrap_or(0) ^ now.unwrap_or(0);
+            stored.in_digest = now;
+        }
         let entries: Vec<((String, String), Vec<u8>)> = match self.records.get(&owner) {
-            Some(stored) if self.reachable.contains(&owner) => stored
+            Some(stored) if reached => stored
                 .record
                 .entries
                 .iter()
@@ -768,43 +810,6 @@ impl Book {
         if changed {
             self.changed.push_back(key);
         }
-    }
-
-    /// The owners a chain of confirmed sessions leads to from here.
-    fn reach(&self) -> HashSet<Owner> {
-        let mut reached: HashSet<Owner> = HashSet::new();
-        let mut queue: VecDeque<Owner> = VecDeque::new();
-        for (name, &incarnation) in &self.sessions {
-            let owner = Owner {
-                name: name.clone(),
-                incarnation,
-            };
-            if self.records.contains_key(&owner) && reached.insert(owner.clone()) {
-                queue.push_back(owner);
-            }
-        }
-        while let Some(x) = queue.pop_front() {
-            let Some(stored) = self.records.get(&x) else {
-                continue;
-            };
-            for y in &stored.record.neighbours {
-                if *y == self.me || reached.contains(y) {
-                    continue;
-                }
-                let confirmed = self
-                    .records
-                    .get(y)
-                    .is_some_and(|s| s.neighbours.contains(&x));
-                // A peer of this node is reached through its own session
-                // only (its incarnation there is the one that counts).
-                let not_my_peer = !self.sessions.contains_key(&y.name);
-                if confirmed && not_my_peer {
-                    reached.insert(y.clone());
-                    queue.push_back(y.clone());
-                }
-            }
-        }
-        reached
     }
 
     /// Every visible entry.
@@ -872,17 +877,21 @@ impl Book {
     fn forget(&mut self, now: Instant) {
         self.bring_up_to_date(true);
         let forget_after = self.cfg.forget_after;
-        let reachable = &self.reachable;
-        let before = self.records.len();
-        self.records.retain(|owner, stored| {
-            if reachable.contains(owner) {
+        let mut forgotten = Vec::new();
+        for (owner, stored) in &mut self.records {
+            if self.reach.reaches(owner) {
                 stored.unreachable_since = None;
-                return true;
+                continue;
             }
             let since = *stored.unreachable_since.get_or_insert(now);
-            now < since + forget_after
-        });
-        self.stats.forgotten += (before - self.records.len()) as u64;
+            if now >= since + forget_after {
+                forgotten.push(owner.clone());
+            }
+        }
+        self.stats.forgotten += forgotten.len() as u64;
+        for owner in forgotten {
+            self.drop_record(&owner);
+        }
     }
 
     /// When [`Book::handle_timeout`] must run next.

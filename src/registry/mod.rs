@@ -31,6 +31,7 @@
 
 pub(crate) mod book;
 mod handle;
+mod reach;
 mod service;
 pub(crate) mod wire;
 

@@ -316,6 +316,12 @@ impl Sim {
             if self.up(i) {
                 let (seen, want) = (self.seen(i), self.expected(i));
                 assert_eq!(seen, want, "node {i} differs");
+                let book = &mut self.node(i).book;
+                assert_eq!(
+                    book.digest(),
+                    book.digest_from_scratch(),
+                    "node {i}'s digest"
+                );
             }
         }
     }
