@@ -133,11 +133,9 @@ impl<C: Clone> Mesh<C> {
             return was;
         };
         let dialled = self.peers.get(&name).is_some_and(|p| p.outbound.is_some());
-        if !dialled && self.peers.contains_key(&name) {
+        if !dialled && self.peers.contains(&name) {
             self.end_session(&name, LostReason::Revoked, now);
-            self.peers.remove(&name);
-            self.recount(&name);
-            self.generation += 1;
+            self.forget_peer(&name);
         }
         was
     }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use super::backoff;
 use super::events::{LostReason, PeerEvent, Rejection};
 use super::mesh::{Action, Mesh, Purpose};
-use super::peer::{Link, OutState, Outbound, Peer};
+use super::peer::{Link, OutState, Outbound};
 use crate::core::errors::CallError;
 use crate::protocol::{
     Join, MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION, Message, NodeName, PartReason, Reject,
@@ -25,10 +25,7 @@ impl<C: Clone> Mesh<C> {
         if self.closed || peer == self.cfg.name {
             return;
         }
-        let entry = self
-            .peers
-            .entry(peer.clone())
-            .or_insert_with(|| Peer::new(peer.clone(), now));
+        let entry = self.peers.get_or_insert(&peer, now);
         if entry
             .outbound
             .as_ref()
@@ -41,20 +38,18 @@ impl<C: Clone> Mesh<C> {
             state: OutState::Waiting { until: now },
             failures: 0,
         });
-        self.generation += 1;
+        self.peers.changed();
         self.start_attempt(&peer, now);
     }
 
     /// The application asked to forget `peer`: say PART, end the session, stop dialling.
     /// Returns whether the peer was known.
     pub fn handle_disconnect(&mut self, peer: &NodeName, now: Instant) -> bool {
-        if !self.peers.contains_key(peer) {
+        if !self.peers.contains(peer) {
             return false;
         }
         self.part_from(peer, PartReason::Disconnect, LostReason::Disconnected, now);
-        self.peers.remove(peer);
-        self.recount(peer);
-        self.generation += 1;
+        self.forget_peer(peer);
         true
     }
 
@@ -66,14 +61,13 @@ impl<C: Clone> Mesh<C> {
         }
         let failed = self.calls.fail_all(&CallError::Closed);
         self.push_resolved(failed);
-        let mut names: Vec<NodeName> = self.peers.keys().cloned().collect();
+        let mut names: Vec<NodeName> = self.peers.names().cloned().collect();
         names.sort();
         for name in &names {
             self.part_from(name, PartReason::Closing, LostReason::Closed, now);
         }
         self.peers.clear();
         self.closed = true;
-        self.generation += 1;
     }
 
     /// Says PART (`reason`) on every link up to `peer` if it is in session
@@ -161,10 +155,7 @@ impl<C: Clone> Mesh<C> {
         }
 
         self.check_heartbeat(&name, join.heartbeat_ms);
-        let peer = self
-            .peers
-            .entry(name.clone())
-            .or_insert_with(|| Peer::new(name.clone(), now));
+        let peer = self.peers.get_or_insert(&name, now);
         peer.stats.messages_in += 1;
         peer.stats.bytes_in += len as u64;
         match peer.incarnation() {
@@ -311,8 +302,9 @@ impl<C: Clone> Mesh<C> {
             out.failures = 0;
         }
         peer.last_rejection = None;
-        self.generation += 1;
-        if peer.session.is_none() {
+        let in_session = peer.session.is_some();
+        self.peers.changed();
+        if !in_session {
             self.begin_session(name, incarnation, now);
         }
         // Messages that waited for this link can leave now.
@@ -394,8 +386,7 @@ impl<C: Clone> Mesh<C> {
             }
             self.fail_attempt(name, now);
         } else {
-            self.peers.remove(name);
-            self.recount(name);
+            self.forget_peer(name);
         }
     }
 
@@ -471,7 +462,7 @@ impl<C: Clone> Mesh<C> {
             next_join: now + join_retry,
         };
         let endpoint = out.endpoint.clone();
-        self.generation += 1;
+        self.peers.changed();
         self.actions.push_back(Action::OpenLink {
             peer: name.clone(),
             endpoint,
@@ -502,7 +493,7 @@ impl<C: Clone> Mesh<C> {
         out.failures = out.failures.saturating_add(1);
         let delay = backoff::delay(&self.cfg.timers, out.failures, &mut self.rng);
         out.state = OutState::Waiting { until: now + delay };
-        self.generation += 1;
+        self.peers.changed();
         self.actions.push_back(Action::CloseLink {
             peer: name.clone(),
             flush: false,

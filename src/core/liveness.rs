@@ -104,9 +104,7 @@ impl<C: Clone> Mesh<C> {
             return;
         };
         if peer.outbound.is_none() && peer.session.is_none() {
-            self.peers.remove(name);
-            self.recount(name);
-            self.generation += 1;
+            self.forget_peer(name);
             return;
         }
 

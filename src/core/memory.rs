@@ -116,7 +116,7 @@ impl<C: Clone> Mesh<C> {
             self.memory.total(),
             self.memory.held(peer),
             extra,
-            || peers.values().filter(|p| p.session.is_some()).count(),
+            || peers.in_session(),
         )
     }
 
@@ -153,7 +153,7 @@ impl<C: Clone> Mesh<C> {
     /// Test support: what [`Memory`] says against a count from scratch.
     #[cfg(test)]
     pub(crate) fn memory_audit(&self) -> (usize, usize) {
-        let mut names: Vec<&NodeName> = self.peers.keys().collect();
+        let mut names: Vec<&NodeName> = self.peers.names().collect();
         names.extend(self.memory.jobs.keys());
         names.sort();
         names.dedup();

@@ -1,7 +1,7 @@
 //! The [`Mesh`]: every peer of one node, its pending calls, and the routing of
 //! inbound frames to the handshake, liveness and dispatch logic.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use super::config::MeshConfig;
 use super::events::PeerEvent;
 use super::memory::Memory;
 use super::peer::{Link, Peer, PeerInfo, PeerState};
+use super::peers::Peers;
 use super::rng::Rng;
 use super::stats::{NodeStats, PeerStats};
 use super::stream::StreamId;
@@ -237,7 +238,7 @@ pub enum SendFailure {
 #[derive(Debug)]
 pub struct Mesh<C> {
     pub(super) cfg: MeshConfig,
-    pub(super) peers: HashMap<NodeName, Peer>,
+    pub(super) peers: Peers,
     pub(super) calls: CallTable<C>,
     pub(super) actions: VecDeque<Action<C>>,
     pub(super) rng: Rng,
@@ -246,7 +247,6 @@ pub struct Mesh<C> {
     /// Jobs queued for or running on the service thread.
     pub(super) queued_service_jobs: usize,
     pub(super) closed: bool,
-    pub(super) generation: u64,
     /// Start and count of the current one-second window of NotJoined replies.
     pub(super) not_joined_window: (Instant, u32),
     pub(super) access: AccessState,
@@ -270,7 +270,7 @@ impl<C: Clone> Mesh<C> {
         let access = AccessState::new(cfg.access.clone(), cfg.allowed_keys.iter().copied());
         Mesh {
             cfg,
-            peers: HashMap::new(),
+            peers: Peers::default(),
             calls: CallTable::new(first_id),
             actions: VecDeque::new(),
             rng,
@@ -278,7 +278,6 @@ impl<C: Clone> Mesh<C> {
             queued_handlers: 0,
             queued_service_jobs: 0,
             closed: false,
-            generation: 0,
             not_joined_window: (now, 0),
             access,
             streams: Streams::default(),
@@ -309,7 +308,7 @@ impl<C: Clone> Mesh<C> {
 
     /// Changes whenever a peer appears, disappears or changes state.
     pub fn generation(&self) -> u64 {
-        self.generation
+        self.peers.generation()
     }
 
     /// The next thing to do, if any.
@@ -319,10 +318,9 @@ impl<C: Clone> Mesh<C> {
 
     /// When [`Mesh::handle_timeout`] must run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let lost = self.cfg.timers.lost_timeout;
         self.peers
-            .values()
-            .filter_map(|p| p.next_deadline(lost))
+            .next_deadline(self.cfg.timers.lost_timeout)
+            .into_iter()
             .chain(self.calls.next_deadline())
             .chain(self.streams.next_deadline())
             .chain(self.next_tick)
@@ -668,8 +666,15 @@ impl<C: Clone> Mesh<C> {
         }
     }
 
+    /// Forgets `peer` (neither dialled nor in session any more) and what
+    /// it made this node hold.
+    pub(super) fn forget_peer(&mut self, peer: &NodeName) {
+        self.peers.remove(peer);
+        self.recount(peer);
+    }
+
     pub(super) fn emit(&mut self, event: PeerEvent) {
-        self.generation += 1;
+        self.peers.changed();
         self.actions.push_back(Action::Event(event));
     }
 

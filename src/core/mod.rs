@@ -23,6 +23,7 @@ mod liveness;
 mod memory;
 mod mesh;
 mod peer;
+mod peers;
 mod rng;
 mod stats;
 mod stream;
