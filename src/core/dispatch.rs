@@ -3,10 +3,50 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::config::Limits;
 use super::mesh::{Action, Job, JobDone, JobOutcome, Mesh, Purpose, Runner};
 use super::peer::Link;
 use crate::core::errors::{CallError, RemoteError, Side};
 use crate::protocol::{Cast, Message, NodeName, Reply, ReplyStatus, Request};
+
+/// Jobs handed out and not yet done, by runner: the worker pool's
+/// (bounded by `max_queued_handlers`) and the service thread's
+/// (`max_queued_service_jobs`).
+#[derive(Debug, Default)]
+pub(crate) struct JobQueues {
+    workers: usize,
+    services: usize,
+}
+
+impl JobQueues {
+    /// Whether `runner`'s queue is at its bound.
+    fn is_full(&self, runner: Runner, limits: &Limits) -> bool {
+        match runner {
+            Runner::Workers => self.workers >= limits.max_queued_handlers,
+            Runner::Services => self.services >= limits.max_queued_service_jobs,
+        }
+    }
+
+    fn admit(&mut self, runner: Runner) {
+        match runner {
+            Runner::Workers => self.workers += 1,
+            Runner::Services => self.services += 1,
+        }
+    }
+
+    fn done(&mut self, runner: Runner) {
+        let n = match runner {
+            Runner::Workers => &mut self.workers,
+            Runner::Services => &mut self.services,
+        };
+        *n = n.saturating_sub(1);
+    }
+
+    /// Jobs of the worker pool (the application's requests and casts).
+    pub(crate) fn handlers(&self) -> usize {
+        self.workers
+    }
+}
 
 impl<C: Clone> Mesh<C> {
     /// Starts a call of `method` on every peer in `targets`.
@@ -148,7 +188,7 @@ impl<C: Clone> Mesh<C> {
         }
         let cost = job_cost(r.method, r.args);
         let runner = Runner::of(r.method);
-        let refusal: Option<&[u8]> = if self.queue_full(runner) {
+        let refusal: Option<&[u8]> = if self.jobs.is_full(runner, &self.cfg.limits) {
             Some(b"handler queue full")
         } else if !self.admits(name, cost) {
             self.refused_for_memory(name, "a request", cost);
@@ -166,7 +206,7 @@ impl<C: Clone> Mesh<C> {
             self.send(name, link, &reply, Purpose::Control);
             return;
         }
-        self.admit(runner);
+        self.jobs.admit(runner);
         self.memory.add_job(name, cost);
         self.recount(name);
         self.actions.push_back(Action::Dispatch(Job {
@@ -181,27 +221,11 @@ impl<C: Clone> Mesh<C> {
         }));
     }
 
-    /// Whether `runner`'s queue is at its bound.
-    fn queue_full(&self, runner: Runner) -> bool {
-        let limits = &self.cfg.limits;
-        match runner {
-            Runner::Workers => self.queued_handlers >= limits.max_queued_handlers,
-            Runner::Services => self.queued_service_jobs >= limits.max_queued_service_jobs,
-        }
-    }
-
-    fn admit(&mut self, runner: Runner) {
-        match runner {
-            Runner::Workers => self.queued_handlers += 1,
-            Runner::Services => self.queued_service_jobs += 1,
-        }
-    }
-
     /// A CAST from a peer in session: admit it or drop it.
     pub(super) fn on_cast(&mut self, name: &NodeName, incarnation: u64, link: Link, c: &Cast<'_>) {
         let cost = job_cost(c.method, c.args);
         let runner = Runner::of(c.method);
-        if self.queue_full(runner) {
+        if self.jobs.is_full(runner, &self.cfg.limits) {
             self.stats.casts_dropped += 1;
             log::debug!("dropped cast {} from {name}: handler queue full", c.method);
             return;
@@ -211,7 +235,7 @@ impl<C: Clone> Mesh<C> {
             self.refused_for_memory(name, "a cast", cost);
             return;
         }
-        self.admit(runner);
+        self.jobs.admit(runner);
         self.memory.add_job(name, cost);
         self.recount(name);
         self.actions.push_back(Action::Dispatch(Job {
@@ -256,12 +280,7 @@ impl<C: Clone> Mesh<C> {
 
     /// A worker finished a job: send its reply if the session still stands.
     pub fn handle_job_done(&mut self, done: JobDone, now: Instant) {
-        match done.runner {
-            Runner::Workers => self.queued_handlers = self.queued_handlers.saturating_sub(1),
-            Runner::Services => {
-                self.queued_service_jobs = self.queued_service_jobs.saturating_sub(1);
-            }
-        }
+        self.jobs.done(done.runner);
         self.memory.remove_job(&done.peer, done.held);
         self.recount(&done.peer);
         let (status, payload) = match done.outcome {

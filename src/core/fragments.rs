@@ -117,7 +117,7 @@ impl<C: Clone> Mesh<C> {
         if f.offset == 0 {
             if let Some(old) = peer.reassembly.remove(f.transfer_id) {
                 // A second start: the first copy is broken either way.
-                self.reassembling -= old.buf.capacity();
+                self.bulk.release(old.buf.capacity());
                 self.stats.fragments_dropped += 1;
             }
             if total > max {
@@ -178,7 +178,7 @@ impl<C: Clone> Mesh<C> {
             // `reserve_exact` may give more; count what is really held.
             let real = p.buf.capacity() - (capacity - growth);
             reassembly.held += real;
-            self.reassembling += real;
+            self.bulk.hold(real);
         }
         p.buf.extend_from_slice(f.payload);
         p.last = now;
@@ -187,7 +187,7 @@ impl<C: Clone> Mesh<C> {
             return None;
         }
         let whole = reassembly.remove(f.transfer_id)?;
-        self.reassembling -= whole.buf.capacity();
+        self.bulk.release(whole.buf.capacity());
         self.recount(name);
         self.on_reassembled(name, link, &whole.buf, now)
     }
@@ -196,7 +196,7 @@ impl<C: Clone> Mesh<C> {
     fn drop_partial(&mut self, name: &NodeName, transfer_id: u64) {
         if let Some(p) = self.peers.get_mut(name) {
             if let Some(old) = p.reassembly.remove(transfer_id) {
-                self.reassembling -= old.buf.capacity();
+                self.bulk.release(old.buf.capacity());
             }
         }
         self.recount(name);
@@ -264,7 +264,7 @@ impl<C: Clone> Mesh<C> {
             }
             let (released, dropped) = peer.reassembly.expire(before);
             if dropped > 0 {
-                self.reassembling -= released;
+                self.bulk.release(released);
                 self.stats.fragments_dropped += dropped;
                 touched.push(peer.name.clone());
             }

@@ -436,7 +436,7 @@ impl<C: Clone> Mesh<C> {
             abandoned.extend(lane.reset(now_epochs[link.index()], true, now));
         }
         let released = peer.reassembly.clear();
-        self.reassembling -= released;
+        self.bulk.release(released);
         drop(abandoned);
         self.recount(name);
         let failed = self.calls.fail_peer(name, &CallError::PeerLost(reason));

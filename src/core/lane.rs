@@ -47,6 +47,73 @@ pub(crate) enum Source {
     Transfer(u64),
 }
 
+/// The node-wide part of bulk transfer, beside each peer's lanes: the ids
+/// of large messages sent, when lanes that a full socket queue blocked are
+/// offered their frames again, and the bytes of messages under reassembly.
+#[derive(Debug)]
+pub(crate) struct Bulk {
+    next_transfer_id: u64,
+    retry_at: Option<Instant>,
+    reassembling: usize,
+}
+
+impl Default for Bulk {
+    fn default() -> Self {
+        Bulk {
+            next_transfer_id: 1,
+            retry_at: None,
+            reassembling: 0,
+        }
+    }
+}
+
+impl Bulk {
+    /// The id the next large message sent will have.
+    fn peek_transfer_id(&self) -> u64 {
+        self.next_transfer_id
+    }
+
+    /// Takes the id [`Bulk::peek_transfer_id`] showed.
+    fn take_transfer_id(&mut self) {
+        self.next_transfer_id = self.next_transfer_id.wrapping_add(1);
+    }
+
+    /// Some blocked lane is to be retried at `at` (or earlier).
+    fn retry_by(&mut self, at: Instant) {
+        self.retry_at = Some(self.retry_at.map_or(at, |t| t.min(at)));
+    }
+
+    /// Whether blocked lanes are due to be retried; if so, nothing is due
+    /// any more until [`Bulk::retry_by`] says so again.
+    fn take_retry(&mut self, now: Instant) -> bool {
+        let due = self.retry_at.is_some_and(|t| t <= now);
+        if due {
+            self.retry_at = None;
+        }
+        due
+    }
+
+    /// When blocked lanes are retried next.
+    pub(super) fn retry_at(&self) -> Option<Instant> {
+        self.retry_at
+    }
+
+    /// Messages under reassembly hold `bytes` more.
+    pub(super) fn hold(&mut self, bytes: usize) {
+        self.reassembling += bytes;
+    }
+
+    /// Messages under reassembly let `bytes` go.
+    pub(super) fn release(&mut self, bytes: usize) {
+        self.reassembling = self.reassembling.saturating_sub(bytes);
+    }
+
+    /// Bytes held by messages under reassembly, from all peers.
+    pub(super) fn reassembling(&self) -> usize {
+        self.reassembling
+    }
+}
+
 /// A message too large for one frame, leaving in FRAGMENTs.
 #[derive(Debug)]
 pub(crate) struct Transfer {
@@ -308,7 +375,7 @@ impl<C: Clone> Mesh<C> {
     ) -> bool {
         let limit = self.cfg.limits.max_message_size.saturating_mul(4);
         self.sync_lane(peer, link, now);
-        let id = self.next_transfer_id;
+        let id = self.bulk.peek_transfer_id();
         let Some(p) = self.peers.get_mut(peer) else {
             return false;
         };
@@ -317,7 +384,7 @@ impl<C: Clone> Mesh<C> {
             self.stats.transfers_refused += 1;
             return false;
         }
-        self.next_transfer_id = id.wrapping_add(1);
+        self.bulk.take_transfer_id();
         lane.transfer_bytes += frame.len();
         if charged {
             lane.charged_transfer_bytes += frame.len();
@@ -530,22 +597,21 @@ impl<C: Clone> Mesh<C> {
         lane.enqueue(frame, purpose, true);
         let until = now + RETRY_FULL_QUEUE;
         lane.blocked_until = Some(until);
-        self.retry_at = Some(self.retry_at.map_or(until, |t| t.min(until)));
+        self.bulk.retry_by(until);
         self.recount(peer);
     }
 
     /// Offers their frames again to lanes that a full socket queue blocked.
     pub(super) fn retry_blocked(&mut self, now: Instant) {
-        if self.retry_at.is_none_or(|t| t > now) {
+        if !self.bulk.take_retry(now) {
             return;
         }
-        self.retry_at = None;
         let mut due = Vec::new();
         for p in self.peers.values() {
             for link in [Link::Outbound, Link::Inbound] {
                 match p.lanes[link.index()].blocked_until {
                     Some(t) if t <= now => due.push((p.name.clone(), link)),
-                    Some(t) => self.retry_at = Some(self.retry_at.map_or(t, |r| r.min(t))),
+                    Some(t) => self.bulk.retry_by(t),
                     None => {}
                 }
             }

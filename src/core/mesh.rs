@@ -12,6 +12,8 @@ use super::config::MeshConfig;
 use super::events::PeerEvent;
 use super::memory::Memory;
 use super::peer::{Link, Peer, PeerInfo, PeerState};
+use super::dispatch::JobQueues;
+use super::lane::Bulk;
 use super::peers::Peers;
 use super::rng::Rng;
 use super::stats::{NodeStats, PeerStats};
@@ -243,23 +245,19 @@ pub struct Mesh<C> {
     pub(super) actions: VecDeque<Action<C>>,
     pub(super) rng: Rng,
     pub(super) stats: NodeStats,
-    pub(super) queued_handlers: usize,
-    /// Jobs queued for or running on the service thread.
-    pub(super) queued_service_jobs: usize,
+    /// Jobs handed out and not yet done.
+    pub(super) jobs: JobQueues,
     pub(super) closed: bool,
     /// Start and count of the current one-second window of NotJoined replies.
     pub(super) not_joined_window: (Instant, u32),
     pub(super) access: AccessState,
     pub(super) streams: Streams,
-    /// Bytes held by messages under reassembly, from all peers.
-    pub(super) reassembling: usize,
     /// What each peer makes this node hold.
     pub(super) memory: Memory,
-    pub(super) next_transfer_id: u64,
+    /// Large messages and blocked lanes, node-wide.
+    pub(super) bulk: Bulk,
     /// When the periodic bulk and stream timers run next, if anything needs them.
     pub(super) next_tick: Option<Instant>,
-    /// When lanes blocked by a full socket queue are offered their frames again.
-    pub(super) retry_at: Option<Instant>,
 }
 
 impl<C: Clone> Mesh<C> {
@@ -275,17 +273,14 @@ impl<C: Clone> Mesh<C> {
             actions: VecDeque::new(),
             rng,
             stats: NodeStats::default(),
-            queued_handlers: 0,
-            queued_service_jobs: 0,
+            jobs: JobQueues::default(),
             closed: false,
             not_joined_window: (now, 0),
             access,
             streams: Streams::default(),
-            reassembling: 0,
             memory: Memory::default(),
-            next_transfer_id: 1,
+            bulk: Bulk::default(),
             next_tick: None,
-            retry_at: None,
         }
     }
 
@@ -324,7 +319,7 @@ impl<C: Clone> Mesh<C> {
             .chain(self.calls.next_deadline())
             .chain(self.streams.next_deadline())
             .chain(self.next_tick)
-            .chain(self.retry_at)
+            .chain(self.bulk.retry_at())
             .min()
     }
 
@@ -335,7 +330,7 @@ impl<C: Clone> Mesh<C> {
 
     /// Requests and casts admitted to the worker pool and not yet done.
     pub fn queued_handlers(&self) -> usize {
-        self.queued_handlers
+        self.jobs.handlers()
     }
 
     /// Calls awaiting replies.
@@ -660,7 +655,7 @@ impl<C: Clone> Mesh<C> {
             self.stream_tick(now);
             self.lane_timers(now);
             self.reassembly_timers(now);
-            if self.streams_exist() || self.lanes_busy() || self.reassembling > 0 {
+            if self.streams_exist() || self.lanes_busy() || self.bulk.reassembling() > 0 {
                 self.need_tick(now);
             }
         }

@@ -346,7 +346,7 @@ impl<C: Clone> Mesh<C> {
     #[cfg(test)]
     /// Bytes reserved by large messages under reassembly.
     pub fn reassembly_bytes(&self) -> usize {
-        self.reassembling
+        self.bulk.reassembling()
     }
 
     // ---- inbound frames ----------------------------------------------------

@@ -489,12 +489,12 @@ fn reassembly_refuses_oversized_gapped_and_over_budget_messages() {
     // A piece that is not the last must carry at least 4 KiB.
     inject(&mut sim, fragment(4, 50_000, 0, &[0; 100], a_inc));
     assert_eq!(sim.mesh("b").stats().fragments_dropped, 3);
-    assert_eq!(sim.mesh("b").reassembling, 0);
+    assert_eq!(sim.mesh("b").bulk.reassembling(), 0);
     // Declared sizes hold nothing: what holds memory is what arrived.
     for id in 10..20 {
         inject(&mut sim, fragment(id, 100_000, 0, &piece, a_inc));
     }
-    assert_eq!(sim.mesh("b").reassembling, 10 * 4096);
+    assert_eq!(sim.mesh("b").bulk.reassembling(), 10 * 4096);
     assert_eq!(sim.mesh("b").stats().reassembly_refused, 0);
     // Growing them past the peer's 150 000 bytes is refused.
     for id in 10..20 {
@@ -506,7 +506,7 @@ fn reassembly_refuses_oversized_gapped_and_over_budget_messages() {
     assert_eq!(held, counted);
     // A message that stops arriving is dropped after the lost timeout.
     sim.advance(ms(6000));
-    assert_eq!(sim.mesh("b").reassembling, 0);
+    assert_eq!(sim.mesh("b").bulk.reassembling(), 0);
     assert_eq!(sim.mesh("b").memory_held(), 0);
     // The session is intact.
     assert!(sim.active("b", "a"));
