@@ -8,6 +8,19 @@
 //! [`Mesh::handle_timeout`] must be called next. Because nothing in here reads
 //! a clock or touches a socket, every timer and race is unit-tested
 //! deterministically in `core::tests`.
+//!
+//! `Mesh` (`mesh.rs`: inputs, outputs, the tick) holds its state in parts
+//! that each keep their own invariants: `peers::Peers` (the peer table
+//! and its generation; each `peer::Peer` with its session, links and
+//! lanes), `calls::CallTable` (pending calls and their deadlines),
+//! `streams::Streams` (streams by id and wire id, their deadlines and
+//! per-peer counts), `lane::Bulk` (large messages and blocked lanes,
+//! node-wide), `dispatch::JobQueues` (jobs handed out, against their
+//! bounds), `memory::Memory` (bytes each peer makes the node hold) and
+//! `access::AccessState` (CURVE keys). The protocol's steps that join
+//! those parts are `impl Mesh` blocks, one file per concern: joining
+//! (`handshake.rs`), liveness, dispatch of calls and casts, streams, bulk
+//! lanes and large messages (`lane.rs`, `fragments.rs`), memory, access.
 
 mod access;
 mod backoff;

@@ -150,6 +150,28 @@ impl Streams {
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.deadlines.first().map(|&(d, _)| d)
     }
+
+    /// The next stream whose open or accept deadline passed by `now`
+    /// (no longer waited for).
+    fn pop_expired(&mut self, now: Instant) -> Option<StreamId> {
+        match self.deadlines.first() {
+            Some(&(deadline, id)) if deadline <= now => {
+                self.deadlines.pop_first();
+                Some(id)
+            }
+            _ => None,
+        }
+    }
+
+    /// The wire id of the next stream this node opens.
+    fn new_wire_id(&mut self) -> u64 {
+        self.next_wire_id += 1;
+        self.next_wire_id
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = (StreamId, &mut Stream)> {
+        self.by_id.iter_mut().map(|(&id, s)| (id, s))
+    }
 }
 
 /// The error a RESET from the peer means here.
@@ -224,8 +246,7 @@ impl<C: Clone> Mesh<C> {
             return Err(StreamError::Overloaded(Side::Local));
         }
         let window = self.cfg.limits.stream_window as u64;
-        self.streams.next_wire_id += 1;
-        let wire_id = self.streams.next_wire_id;
+        let wire_id = self.streams.new_wire_id();
         let stream = Stream {
             peer: peer.clone(),
             wire_id,
@@ -673,11 +694,7 @@ impl<C: Clone> Mesh<C> {
     /// Stream timers: open and accept deadlines; streams whose link broke;
     /// probes after a long silence.
     pub(super) fn stream_timers(&mut self, now: Instant) {
-        while let Some(&(deadline, id)) = self.streams.deadlines.first() {
-            if deadline > now {
-                break;
-            }
-            self.streams.deadlines.pop_first();
+        while let Some(id) = self.streams.pop_expired(now) {
             self.reset_stream(id, ResetCode::Timeout, "", Some(StreamError::Timeout));
         }
     }
@@ -687,7 +704,7 @@ impl<C: Clone> Mesh<C> {
         let quiet = self.cfg.timers.lost_timeout;
         let mut broken = Vec::new();
         let mut probes = Vec::new();
-        for (&id, s) in &mut self.streams.by_id {
+        for (id, s) in self.streams.iter_mut() {
             let current = self
                 .peers
                 .get(&s.peer)

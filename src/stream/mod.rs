@@ -73,8 +73,8 @@ impl Node {
     /// [`StreamError::BadInit`](crate::StreamError::BadInit) without running
     /// the handler, and a panic in the handler only ends its stream.
     ///
-    /// At most [`NodeBuilder::max_streams`] streams (and so handler threads)
-    /// are live at once, and at most [`NodeBuilder::max_streams_per_peer`]
+    /// At most [`NodeBuilder::max_streams`](crate::NodeBuilder::max_streams) streams (and so handler threads)
+    /// are live at once, and at most [`NodeBuilder::max_streams_per_peer`](crate::NodeBuilder::max_streams_per_peer)
     /// opened by any one peer; further opens are refused as overloaded. Closing the
     /// node does not wait for handler threads: their streams fail with
     /// [`StreamError::Closed`](crate::StreamError::Closed), so a handler
