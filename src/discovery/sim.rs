@@ -282,6 +282,10 @@ impl Sim {
     fn live(&self) -> usize {
         self.nodes.iter().flatten().count()
     }
+
+    fn sent(&self) -> u64 {
+        self.sent.iter().sum()
+    }
 }
 
 /// What a run measured.
@@ -291,12 +295,19 @@ struct Figures {
     discovered: Duration,
     /// Sessions per node: least, mean, most.
     sessions: (usize, f64, usize),
+    /// Registry messages per node per second while the mesh forms (from
+    /// the first start until discovery is complete).
+    forming_rate: f64,
     /// Registry messages per node per second, in a quiet mesh.
     quiet_rate: f64,
     /// One entry registered: until every node sees it.
     registered: Duration,
-    /// Its owner crashes (its peers see it at once): until no node sees it.
+    /// Messages per node sent meanwhile, beyond the quiet rate.
+    registered_cost: f64,
+    /// Its owner crashes (its peers see it at once): until no node does.
     removed: Duration,
+    /// Messages per node sent meanwhile, beyond the quiet rate.
+    removed_cost: f64,
 }
 
 fn run(n: usize, max_peers: usize) -> Figures {
@@ -312,6 +323,7 @@ fn run(n: usize, max_peers: usize) -> Figures {
     let discovered = sim
         .until(limit, |s| s.seeing(COLLECTION, None, n) == n)
         .expect("discovery reaches every node");
+    let forming_rate = sim.sent() as f64 / n as f64 / (sim.now - sim.start).as_secs_f64();
     let per_node: Vec<usize> = sim
         .nodes
         .iter()
@@ -324,28 +336,38 @@ fn run(n: usize, max_peers: usize) -> Figures {
         per_node.iter().copied().max().unwrap_or(0),
     );
     sim.advance(Duration::from_secs(5));
-    let before: u64 = sim.sent.iter().sum();
+    let before = sim.sent();
     let window = Duration::from_secs(10);
     sim.advance(window);
-    let quiet_rate =
-        (sim.sent.iter().sum::<u64>() - before) as f64 / n as f64 / window.as_secs_f64();
+    let quiet_rate = (sim.sent() - before) as f64 / n as f64 / window.as_secs_f64();
+    // What a change costs: messages per node beyond the quiet traffic.
+    let cost = |sim: &Sim, before: u64, took: Duration| {
+        (sim.sent() - before) as f64 / n as f64 - quiet_rate * took.as_secs_f64()
+    };
     let owner = n / 2;
     let now = sim.now;
     let _ = sim.node(owner).book.register("svc", "x", vec![1], now);
+    let before = sim.sent();
     let registered = sim
         .until(limit, |s| s.seeing("svc", Some("x"), 1) == n)
         .expect("the entry reaches every node");
+    let registered_cost = cost(&sim, before, registered);
     sim.crash(owner);
     let live = sim.live();
+    let before = sim.sent();
     let removed = sim
         .until(limit, |s| s.seeing("svc", Some("x"), 0) == live)
         .expect("the loss reaches every node");
+    let removed_cost = cost(&sim, before, removed);
     Figures {
         discovered,
         sessions,
+        forming_rate,
         quiet_rate,
         registered,
+        registered_cost,
         removed,
+        removed_cost,
     }
 }
 
