@@ -160,10 +160,7 @@ impl Reach {
 
     /// `owner`'s record is gone (forgotten, or its session replaced).
     pub(crate) fn remove_record(&mut self, owner: &Owner) {
-        let Some(&x) = self.ids.get(owner) else {
-            return;
-        };
-        let Some(s) = self.slot_mut_opt(x) else {
+        let Some((x, s)) = self.known_mut(owner) else {
             return;
         };
         if !s.record {
@@ -199,10 +196,7 @@ impl Reach {
 
     /// `owner` is no longer one of this node's sessions.
     pub(crate) fn remove_root(&mut self, owner: &Owner) {
-        let Some(&x) = self.ids.get(owner) else {
-            return;
-        };
-        let Some(s) = self.slot_mut_opt(x) else {
+        let Some((x, s)) = self.known_mut(owner) else {
             return;
         };
         if !s.root {
@@ -324,6 +318,12 @@ impl Reach {
             }
             self.free.push(id);
         }
+    }
+
+    /// The id and slot of an owner interned already.
+    fn known_mut(&mut self, owner: &Owner) -> Option<(Id, &mut Slot)> {
+        let id = *self.ids.get(owner)?;
+        self.slot_mut_opt(id).map(|s| (id, s))
     }
 
     fn slot(&self, id: Id) -> Option<&Slot> {
