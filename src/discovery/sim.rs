@@ -380,6 +380,10 @@ fn a_hundred_nodes_with_max_peers_find_each_other_and_carry_entries_everywhere()
     assert!(f.quiet_rate > 0.0, "anti-entropy goes on: {f:?}");
     assert!(f.registered < Duration::from_secs(30), "{f:?}");
     assert!(f.removed < Duration::from_secs(30), "{f:?}");
+    // What a change costs each node stays within a few times its sessions.
+    assert!(f.forming_rate < 1_000.0, "{f:?}");
+    assert!(f.registered_cost < 50.0, "{f:?}");
+    assert!(f.removed_cost < 500.0, "{f:?}");
 }
 
 #[test]
