@@ -235,6 +235,41 @@ fn thousand_concurrent_calls_from_eight_threads_are_all_answered() {
 }
 
 #[test]
+fn blocking_handlers_run_on_at_most_the_workers_the_node_was_given() {
+    let a = node("a");
+    let b = builder("b").workers(3).start().unwrap();
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (release_tx, release_rx) = crossbeam_channel::unbounded::<()>();
+    {
+        let (running, most) = (running.clone(), most.clone());
+        b.register("hold", move |_c, (): ()| {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            let _ = release_rx.recv_timeout(PATIENCE);
+            running.fetch_sub(1, Ordering::SeqCst);
+            Ok(())
+        })
+        .unwrap();
+    }
+    join(&a, &b);
+    let calls: Vec<_> = (0..5)
+        .map(|_| a.start_call::<_, ()>("b", "hold", &(), PATIENCE).unwrap())
+        .collect();
+    // Three workers start for the first three calls; the other two wait.
+    wait_until(PATIENCE, || {
+        running.load(Ordering::SeqCst) == 3 && b.load().1 == 5
+    });
+    for _ in 0..5 {
+        release_tx.send(()).unwrap();
+    }
+    for call in calls {
+        assert!(call.wait().all_ok());
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 3);
+}
+
+#[test]
 fn casts_say_how_many_peers_they_went_to_and_run_the_handler() {
     let a = node("a");
     let b = node("b");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, unbounded};
+use crossbeam_channel::unbounded;
 use parking_lot::{Mutex, RwLock};
 
 use super::command::StreamTx;
@@ -287,7 +287,8 @@ impl NodeBuilder {
         self
     }
 
-    /// Number of handler threads (default 4).
+    /// Handler threads at most (default 4). They start as calls need them
+    /// (a node never called has none) and then stay until the node closes.
     pub fn workers(mut self, threads: usize) -> Self {
         self.workers = threads;
         self
@@ -329,7 +330,10 @@ impl NodeBuilder {
     /// some work (default 50 µs; zero disables). Work that follows closely —
     /// a handler's reply, a caller's next call — is then picked up without a
     /// kernel wake-up, which on small virtual machines costs tens of
-    /// microseconds. The price is at most this much CPU after each burst.
+    /// microseconds. The price is at most this much CPU after each burst,
+    /// and only while work has been following work within this long on this
+    /// node (a node called now and then, or starved of CPU by other
+    /// processes, stops spinning by itself).
     pub fn reactor_spin(mut self, spin: Duration) -> Self {
         self.reactor_spin = spin;
         self
@@ -465,9 +469,10 @@ impl NodeBuilder {
     pub fn start(self) -> Result<Node, Error> {
         let name = self.validate()?;
         let incarnation = random_u64().max(1);
+        super::context::raise_open_files();
         let ctx = match &self.context {
             Some(c) => c.clone(),
-            None => Context::new()?,
+            None => super::context::own()?,
         };
         let mut allowed_keys = self.allowed_keys.clone();
         if let Some(path) = &self.allowed_keys_file {
@@ -542,7 +547,7 @@ impl NodeBuilder {
         let directory = Arc::new(RwLock::new(Directory::default()));
         let close_requested = Arc::new(AtomicBool::new(false));
         let abort = Arc::new(AtomicBool::new(false));
-        let (commands_tx, commands_rx) = bounded(self.command_capacity);
+        let (commands_tx, commands_rx) = super::queue::queue(self.command_capacity);
         let (stream_tx, stream_rx) = unbounded();
         let stream_tx = StreamTx {
             tx: stream_tx,
@@ -563,8 +568,7 @@ impl NodeBuilder {
             registry.clone(),
             done_tx,
             waker.clone(),
-        )
-        .map_err(Error::Thread)?;
+        );
 
         let reactor = Reactor {
             ctx,

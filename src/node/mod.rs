@@ -11,6 +11,7 @@ mod directory;
 mod events;
 mod handlers;
 pub(crate) mod membership;
+mod queue;
 mod reactor;
 pub(crate) mod services;
 mod sockets;
@@ -26,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use crossbeam_channel::{TrySendError, bounded};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -82,9 +83,9 @@ pub(crate) struct Inner {
     incarnation: u64,
     network: String,
     endpoints: Vec<String>,
-    commands: Sender<Command>,
+    commands: queue::QueueTx<Command>,
     /// A second receiver, to answer commands that arrive after the reactor stopped.
-    leftovers: Receiver<Command>,
+    leftovers: queue::QueueRx<Command>,
     waker: Arc<Waker>,
     close_requested: Arc<AtomicBool>,
     /// Set by `kill` (test support) before closing.

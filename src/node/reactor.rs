@@ -20,7 +20,7 @@ use super::command::{CallSink, Command, FaultChange, Snapshot};
 use super::directory::Directory;
 use super::events::EventHub;
 use super::sockets::{self, Monitored, SocketOptions};
-use super::spin::SpinPermit;
+use super::spin::{Spin, SpinPermit};
 use super::streams::Chunk;
 use super::streams::StreamHost;
 use super::waker::{WakeReceiver, Waker};
@@ -52,9 +52,9 @@ pub(crate) struct Reactor {
     pub monitor_seq: u64,
     pub mesh: Mesh<CallSink>,
     pub options: SocketOptions,
-    pub commands: Receiver<Command>,
+    pub commands: super::queue::QueueRx<Command>,
     pub done: Receiver<JobDone>,
-    pub jobs: Sender<Job>,
+    pub jobs: super::workers::JobSender,
     /// The service thread's queue, for jobs of the built-in services' methods.
     pub service_jobs: Sender<Job>,
     pub waker: Arc<Waker>,
@@ -109,6 +109,7 @@ impl Reactor {
         // call) is picked up without the cost of a kernel wake-up.
         let mut spin_until = Instant::now();
         let mut permit: Option<SpinPermit> = None;
+        let mut spin = Spin::new(self.options.spin);
         loop {
             self.publish_directory();
             let now = Instant::now();
@@ -167,15 +168,17 @@ impl Reactor {
             self.streams.drain(&mut self.mesh, now);
             self.mesh.handle_timeout(now);
             active |= self.execute();
-            // Spin only under light load, when more work is due within
-            // microseconds: a handler is running here, or a caller was just
-            // served and typically calls again at once. Under load the next
-            // piece of work is already queued and spinning would only take
-            // the CPU from the threads producing it.
+            // Spin for a window after work, under light load, while work has
+            // been following work within the window here (see spin.rs): a
+            // handler's result, a caller's next call. Under load the next
+            // piece of work is already queued, and where work comes now and
+            // then spinning would only take the CPU from the threads (and
+            // processes) that have work. A turn that finds nothing does not
+            // extend the window: a long handler is waited for blocking.
+            spin.turn(active, now);
             let in_flight = self.mesh.pending_calls() + self.mesh.queued_handlers();
-            let expecting = in_flight <= LIGHT_LOAD && (active || self.mesh.queued_handlers() > 0);
-            if expecting && !self.options.spin.is_zero() {
-                spin_until = Instant::now() + self.options.spin;
+            if active && in_flight <= LIGHT_LOAD && spin.worth_it() {
+                spin_until = Instant::now() + spin.window();
                 if permit.is_none() {
                     permit = SpinPermit::try_acquire();
                 }
@@ -548,11 +551,11 @@ impl Reactor {
                 self.events.publish(&event);
             }
             Action::Dispatch(job) => {
-                let queue = match job.runner {
-                    Runner::Workers => &self.jobs,
-                    Runner::Services => &self.service_jobs,
+                let sent = match job.runner {
+                    Runner::Workers => self.jobs.send(job),
+                    Runner::Services => self.service_jobs.send(job),
                 };
-                if let Err(crossbeam_channel::SendError(job)) = queue.send(job) {
+                if let Err(crossbeam_channel::SendError(job)) = sent {
                     // The pool is gone (closing): refuse instead of dropping silently.
                     let outcome = job.answer(ReplyStatus::ShuttingDown, Vec::new());
                     self.mesh.handle_job_done(job.done(outcome), Instant::now());

@@ -3,82 +3,149 @@
 //! Admission is bounded by the core (`max_queued_handlers`), so the job queue
 //! itself needs no second limit. A handler that blocks holds one worker; the
 //! reactor, and with it every heartbeat, keeps running.
+//!
+//! Workers start when work needs them, up to the pool's size, and then
+//! stay: a node that is never called has no worker thread at all. Each job
+//! handed out either claims a worker that waits idle or, when none does and
+//! the pool is not full, starts one; so below the pool's size a job never
+//! waits behind another. (A worker counts itself idle when it finishes a
+//! job; once the pool is full the count may run ahead of the truth, which
+//! only matters for starting workers, and a full pool starts none.)
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
+use crossbeam_channel::{Receiver, SendError, Sender, unbounded};
+use parking_lot::Mutex;
 
 use super::handlers::{CallContext, Failure, Handler, Registry};
 use super::waker::Waker;
 use crate::core::{Job, JobDone, JobOutcome};
 use crate::protocol::ReplyStatus;
 
+/// What every worker of a pool shares.
+struct Pool {
+    node: String,
+    size: usize,
+    jobs: Receiver<Job>,
+    registry: Arc<Registry>,
+    report: Report,
+    closing: AtomicBool,
+    /// Workers waiting for a job that no job has claimed yet.
+    idle: AtomicUsize,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+    exit: Sender<ThreadId>,
+}
+
+impl Pool {
+    /// Starts one more worker if the pool is not full.
+    fn grow(self: &Arc<Self>) {
+        let mut handles = self.handles.lock();
+        if handles.len() >= self.size || self.closing.load(Ordering::Acquire) {
+            return;
+        }
+        let pool = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("bilateral-worker-{}-{}", self.node, handles.len()))
+            .spawn(move || pool.work());
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => log::error!(
+                "node {}: cannot start a handler thread ({e}); {} run the handlers",
+                self.node,
+                handles.len()
+            ),
+        }
+    }
+
+    fn work(self: Arc<Self>) {
+        // Reports the exit even if something below unwinds.
+        struct ExitGuard(Sender<ThreadId>);
+        impl Drop for ExitGuard {
+            fn drop(&mut self) {
+                let _ = self.0.send(std::thread::current().id());
+            }
+        }
+        let _guard = ExitGuard(self.exit.clone());
+        while let Ok(job) = self.jobs.recv() {
+            if self.closing.load(Ordering::Acquire) || !run(&self.registry, job, &self.report) {
+                break;
+            }
+            self.idle.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// The workers of one node.
 pub(crate) struct WorkerPool {
-    handles: Vec<JoinHandle<()>>,
+    pool: Arc<Pool>,
     exited: Receiver<ThreadId>,
-    closing: Arc<AtomicBool>,
+}
+
+/// Where the reactor hands out jobs (see the module docs).
+pub(crate) struct JobSender {
+    tx: Sender<Job>,
+    pool: Arc<Pool>,
+}
+
+impl JobSender {
+    /// Queues `job` for a worker, starting one if none is free.
+    pub(crate) fn send(&self, job: Job) -> Result<(), SendError<Job>> {
+        self.tx.send(job)?;
+        let claimed = self
+            .pool
+            .idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if !claimed {
+            self.pool.grow();
+        }
+        Ok(())
+    }
 }
 
 impl WorkerPool {
-    /// Starts `count` workers taking jobs from the returned sender.
+    /// A pool of up to `size` workers (none started yet) taking jobs from
+    /// the returned sender.
     pub(crate) fn start(
         node: &str,
-        count: usize,
+        size: usize,
         registry: Arc<Registry>,
         done: Sender<JobDone>,
         waker: Arc<Waker>,
-    ) -> std::io::Result<(WorkerPool, Sender<Job>)> {
-        let (jobs_tx, jobs_rx) = unbounded::<Job>();
-        let (exit_tx, exited) = unbounded();
-        let closing = Arc::new(AtomicBool::new(false));
-        let mut handles = Vec::with_capacity(count);
-        for i in 0..count {
-            let worker = Worker {
-                jobs: jobs_rx.clone(),
-                registry: registry.clone(),
-                done: done.clone(),
-                waker: waker.clone(),
-                closing: closing.clone(),
-                exit: exit_tx.clone(),
-            };
-            let spawned = std::thread::Builder::new()
-                .name(format!("bilateral-worker-{node}-{i}"))
-                .spawn(move || worker.run());
-            match spawned {
-                Ok(h) => handles.push(h),
-                Err(e) => {
-                    let pool = WorkerPool {
-                        handles,
-                        exited,
-                        closing,
-                    };
-                    pool.shutdown(Duration::ZERO);
-                    return Err(e);
-                }
-            }
-        }
-        Ok((
+    ) -> (WorkerPool, JobSender) {
+        let (tx, jobs) = unbounded::<Job>();
+        let (exit, exited) = unbounded();
+        let pool = Arc::new(Pool {
+            node: node.to_string(),
+            size,
+            jobs,
+            registry,
+            report: Report::new(done, waker),
+            closing: AtomicBool::new(false),
+            idle: AtomicUsize::new(0),
+            handles: Mutex::new(Vec::with_capacity(size)),
+            exit,
+        });
+        (
             WorkerPool {
-                handles,
+                pool: pool.clone(),
                 exited,
-                closing,
             },
-            jobs_tx,
-        ))
+            JobSender { tx, pool },
+        )
     }
 
     /// Stops the pool: queued jobs are dropped, running handlers may finish
     /// within `grace`. Workers still busy after it are left to end on their own.
     pub(crate) fn shutdown(self, grace: Duration) {
-        self.closing.store(true, Ordering::Release);
+        self.pool.closing.store(true, Ordering::Release);
         let me = std::thread::current().id();
         let deadline = Instant::now() + grace;
-        let mut remaining: Vec<JoinHandle<()>> = self
-            .handles
+        let mut remaining: Vec<JoinHandle<()>> = std::mem::take(&mut *self.pool.handles.lock())
             .into_iter()
             .filter(|h| h.thread().id() != me)
             .collect();
@@ -95,40 +162,6 @@ impl WorkerPool {
                 "{} handler(s) still running at close; not waiting for them",
                 remaining.len()
             );
-        }
-    }
-}
-
-struct Worker {
-    jobs: Receiver<Job>,
-    registry: Arc<Registry>,
-    done: Sender<JobDone>,
-    waker: Arc<Waker>,
-    closing: Arc<AtomicBool>,
-    exit: Sender<ThreadId>,
-}
-
-impl Worker {
-    fn run(self) {
-        // Reports the exit even if something below unwinds.
-        struct ExitGuard(Sender<ThreadId>);
-        impl Drop for ExitGuard {
-            fn drop(&mut self) {
-                let _ = self.0.send(std::thread::current().id());
-            }
-        }
-        let _guard = ExitGuard(self.exit.clone());
-        let report = Report {
-            done: self.done.clone(),
-            waker: self.waker.clone(),
-        };
-        while let Ok(job) = self.jobs.recv() {
-            if self.closing.load(Ordering::Acquire) {
-                break;
-            }
-            if !run(&self.registry, job, &report) {
-                break;
-            }
         }
     }
 }
