@@ -7,8 +7,11 @@
 //! percent within seconds). Plaintext and CURVE are compared separately:
 //! Bilateral CURVE against raw libzmq CURVE.
 //!
+//! Each comparison runs twice: client and server in this process, and the
+//! server (Bilateral's and raw libzmq's alike) in a child process.
+//!
 //! ```text
-//! cargo bench --bench rpc                       # full run (about two minutes)
+//! cargo bench --bench rpc                       # full run (a few minutes)
 //! cargo bench --bench rpc -- --quick            # a smoke run
 //! BILATERAL_SPIN_US=0 cargo bench --bench rpc   # reactor spin off (default 50)
 //! ```
@@ -16,6 +19,8 @@
 mod common;
 
 use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bilateral::testkit::zmq::{Context, Message, SendFlags, Socket, SocketType};
@@ -32,7 +37,15 @@ struct Settings {
     fanout_rounds: usize,
 }
 
+/// Set in the child process that serves: the server's secret key in CURVE
+/// mode ("plain" otherwise); the client's public key follows in CLIENT_ENV.
+const SERVER_ENV: &str = "BILATERAL_RPC_SERVER";
+const CLIENT_ENV: &str = "BILATERAL_RPC_CLIENT";
+
 fn main() {
+    if let Ok(mode) = std::env::var(SERVER_ENV) {
+        return serve_in_child(&mode);
+    }
     let quick = std::env::args().any(|a| a == "--quick");
     let s = if quick {
         Settings {
@@ -71,6 +84,18 @@ fn main() {
     let (client, server) = pair(Some((keys(), keys())));
     compare("CURVE", &s, &raw, &client);
     drop((raw, client, server));
+
+    println!("client and server in separate processes");
+    println!();
+    for curve in [None, Some((keys(), keys()))] {
+        let mode = if curve.is_some() {
+            "CURVE, 2 processes"
+        } else {
+            "plaintext, 2 processes"
+        };
+        let remote = Remote::start(curve);
+        compare(mode, &s, &remote.raw, &remote.client);
+    }
 
     let (one, sixteen) = fanout(s.fanout_rounds);
     println!(
@@ -204,25 +229,27 @@ fn print_latency(what: &str, l: &Latency, base: &Latency) {
 }
 
 /// A ROUTER echo server on its own thread, and a DEALER client.
-struct RawEcho {
-    dealer: Socket,
-    server: Option<std::thread::JoinHandle<()>>,
+/// Raw libzmq's echo: a ROUTER on its own thread that sends every message
+/// back; an empty message stops it.
+struct RawServer {
+    endpoint: String,
+    thread: Option<std::thread::JoinHandle<()>>,
     _ctx: Context,
 }
 
-impl RawEcho {
-    /// With `curve`, the server's and the client's keys.
-    fn start(curve: Option<(Keypair, Keypair)>) -> Self {
+impl RawServer {
+    /// With `curve`, the server's keys.
+    fn start(curve: Option<&Keypair>) -> RawServer {
         let ctx = Context::new().unwrap();
         let router = ctx.socket(SocketType::Router).unwrap();
         router.set_sndhwm(0).unwrap();
         router.set_rcvhwm(0).unwrap();
-        if let Some((server, _)) = &curve {
+        if let Some(server) = curve {
             curve_server(&router, server);
         }
         router.bind("tcp://127.0.0.1:*").unwrap();
         let endpoint = router.last_endpoint().unwrap();
-        let server = std::thread::spawn(move || {
+        let thread = std::thread::spawn(move || {
             loop {
                 let (frames, _) = router.recv_multipart(false, 4).unwrap();
                 let [id, body] = &frames[..] else { continue };
@@ -233,16 +260,43 @@ impl RawEcho {
                 router.send(body.as_bytes(), SendFlags::NONE).unwrap();
             }
         });
+        RawServer {
+            endpoint,
+            thread: Some(thread),
+            _ctx: ctx,
+        }
+    }
+}
+
+/// A DEALER client of a [`RawServer`] (here, or in another process).
+struct RawEcho {
+    dealer: Socket,
+    server: Option<RawServer>,
+    _ctx: Context,
+}
+
+impl RawEcho {
+    /// With `curve`, the server's and the client's keys.
+    fn start(curve: Option<(Keypair, Keypair)>) -> Self {
+        let server = RawServer::start(curve.as_ref().map(|(s, _)| s));
+        let mut client = RawEcho::connect(&server.endpoint, curve.as_ref());
+        client.server = Some(server);
+        client
+    }
+
+    /// A client of the server at `endpoint`.
+    fn connect(endpoint: &str, curve: Option<&(Keypair, Keypair)>) -> Self {
+        let ctx = Context::new().unwrap();
         let dealer = ctx.socket(SocketType::Dealer).unwrap();
         dealer.set_sndhwm(0).unwrap();
         dealer.set_rcvhwm(0).unwrap();
-        if let Some((server, client)) = &curve {
+        if let Some((server, client)) = curve {
             curve_client(&dealer, server, client);
         }
-        dealer.connect(&endpoint).unwrap();
+        dealer.connect(endpoint).unwrap();
         RawEcho {
             dealer,
-            server: Some(server),
+            server: None,
             _ctx: ctx,
         }
     }
@@ -278,10 +332,107 @@ impl RawEcho {
 impl Drop for RawEcho {
     fn drop(&mut self) {
         let _ = self.dealer.send(&[], SendFlags::NONE);
-        if let Some(server) = self.server.take() {
-            let _ = server.join();
+        if let Some(thread) = self.server.as_mut().and_then(|s| s.thread.take()) {
+            let _ = thread.join();
         }
     }
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        // A remote server stops when its process ends; nothing to join here
+        // unless a client sent the empty message.
+        if let Some(thread) = self.thread.take() {
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+/// A server in a child process (a node with `echo`, and raw libzmq's echo),
+/// and this process's clients of both.
+struct Remote {
+    raw: RawEcho,
+    client: Node,
+    child: Child,
+}
+
+impl Remote {
+    fn start(curve: Option<(Keypair, Keypair)>) -> Remote {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        match &curve {
+            None => command.env(SERVER_ENV, "plain"),
+            Some((server, client)) => command
+                .env(SERVER_ENV, server.secret_z85())
+                .env(CLIENT_ENV, client.public().to_z85()),
+        };
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the benchmark starts itself as the server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let ["READY", raw_endpoint, node_name, node_endpoint] = words[..] else {
+            panic!("the server did not start: {line:?}");
+        };
+        let raw = RawEcho::connect(raw_endpoint, curve.as_ref());
+        let client = match &curve {
+            None => Node::builder("client"),
+            Some((_, c)) => Node::secure_builder(c),
+        }
+        .reactor_spin(spin())
+        .start()
+        .unwrap();
+        client.connect(node_name, node_endpoint).unwrap();
+        client
+            .wait_for_peer(node_name, Duration::from_secs(10))
+            .unwrap();
+        Remote { raw, client, child }
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// The child process of [`Remote`]: serves until its stdin closes.
+fn serve_in_child(mode: &str) {
+    let curve = (mode != "plain").then(|| {
+        let server = Keypair::from_secret_z85(mode).unwrap();
+        let client = std::env::var(CLIENT_ENV).unwrap();
+        (server, bilateral::PublicKey::from_z85(&client).unwrap())
+    });
+    let raw = RawServer::start(curve.as_ref().map(|(s, _)| s));
+    let builder = match &curve {
+        None => Node::builder("server"),
+        Some((s, c)) => Node::secure_builder(s).allow_keys([*c]),
+    };
+    let server = builder
+        .listen("tcp://127.0.0.1:*")
+        .reactor_spin(spin())
+        .start()
+        .unwrap();
+    server.register("echo", |_c, s: String| Ok(s)).unwrap();
+    println!(
+        "READY {} {} {}",
+        raw.endpoint,
+        server.name(),
+        server.endpoint().unwrap()
+    );
+    std::io::stdout().flush().unwrap();
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    server.close();
+    // The raw server's thread may still wait in a receive: ending the
+    // process here does not wait for its context.
+    std::process::exit(0);
 }
 
 /// A client and a server node; with `curve`, the server's and client's keys.

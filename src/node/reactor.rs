@@ -90,6 +90,13 @@ pub(crate) struct Received {
     total: usize,
 }
 
+/// A spin: until when, and whether anything was expected in it.
+#[derive(Clone, Copy)]
+struct Window {
+    until: Instant,
+    speculative: bool,
+}
+
 /// What a poll found readable.
 #[derive(Default)]
 struct Ready {
@@ -107,13 +114,17 @@ impl Reactor {
         // Until this instant the reactor polls without blocking: work that
         // follows other work closely (a handler's reply, a caller's next
         // call) is picked up without the cost of a kernel wake-up.
-        let mut spin_until = Instant::now();
+        let mut window: Option<Window> = None;
         let mut permit: Option<SpinPermit> = None;
         let mut spin = Spin::new(self.options.spin);
         loop {
             self.publish_directory();
             let now = Instant::now();
-            if now >= spin_until {
+            if let Some(w) = window.filter(|w| now >= w.until) {
+                if w.speculative {
+                    spin.speculated(false);
+                }
+                window = None;
                 permit = None;
             }
             let timeout = if permit.is_some() {
@@ -168,23 +179,34 @@ impl Reactor {
             self.streams.drain(&mut self.mesh, now);
             self.mesh.handle_timeout(now);
             active |= self.execute();
-            // Spin for a window after work, under light load, while work has
-            // been following work within the window here (see spin.rs): a
-            // handler's result, a caller's next call. Under load the next
-            // piece of work is already queued, and where work comes now and
-            // then spinning would only take the CPU from the threads (and
-            // processes) that have work. A turn that finds nothing does not
-            // extend the window: a long handler is waited for blocking.
-            spin.turn(active, now);
-            let in_flight = self.mesh.pending_calls() + self.mesh.queued_handlers();
-            if active && in_flight <= LIGHT_LOAD && spin.worth_it() {
-                spin_until = Instant::now() + spin.window();
-                if permit.is_none() {
-                    permit = SpinPermit::try_acquire();
+            // After work, under light load, spin for a window (spin.rs):
+            // when a handler's result or a reply is expected, or as a scored
+            // speculation that the peer just served calls again. Under load
+            // the next piece of work is already queued and spinning would
+            // only take the CPU from the threads producing it. A turn that
+            // finds nothing does not extend the window: a long handler is
+            // waited for blocking.
+            if active {
+                if window.take().is_some_and(|w| w.speculative) {
+                    spin.speculated(true);
+                }
+                let (calls, jobs) = (self.mesh.pending_calls(), self.mesh.queued_handlers());
+                let expected = calls + jobs > 0;
+                if calls + jobs <= LIGHT_LOAD && spin.should_spin(expected) {
+                    if permit.is_none() {
+                        permit = SpinPermit::try_acquire();
+                    }
+                    window = permit.is_some().then(|| Window {
+                        until: Instant::now() + spin.window(),
+                        speculative: !expected,
+                    });
                 }
             } else if permit.is_some() {
                 // Let the threads we wait for run on this core.
                 std::thread::yield_now();
+            }
+            if window.is_none() {
+                permit = None;
             }
         }
         drop(permit);

@@ -269,7 +269,7 @@ fn run(node: &WeakNode, inputs: &Inputs) {
         select! {
             recv(inputs.jobs) -> job => match job {
                 Ok(job) => {
-                    if !super::workers::run(&inputs.handlers, job, &inputs.report) {
+                    if !super::workers::run(&inputs.handlers, job, &inputs.report, &|| {}) {
                         return;
                     }
                 }

@@ -5,16 +5,18 @@
 //! next call. It is a bet, and it loses in two ways, which the two parts of
 //! this module bound:
 //!
-//! - **Work that does not follow closely.** A node called every few
-//!   milliseconds (one of 200 peers a hub calls in turn) would spin after
-//!   every call for nothing, and on a host full of such processes the
-//!   spinning takes the CPU from the threads that have work — a hub's call
-//!   to 200 processes took 367 ms. So a reactor spins only while the work
-//!   it has seen follows closely: [`Spin`] keeps a moving average of the
-//!   gaps between one piece of work and the next, and allows a spin only
-//!   while that average is within the spin window. The bet is measured
-//!   where it is made, per reactor, so it adapts to other processes on the
-//!   host too: starved of CPU, the gaps grow and spinning stops.
+//! - **Work that does not follow closely.** After doing some work, a
+//!   reactor spins for a window (`reactor_spin`, 50 µs) only if more work is
+//!   *expected* — a handler it started has not finished, or a call it sent
+//!   awaits its reply — or, with nothing expected, as a *speculation* that
+//!   the peer it just answered calls again at once. Speculations are
+//!   scored ([`Spin`]): after two in a row find nothing, the reactor tries
+//!   one in two opportunities, then one in four, up to one in 64, until one
+//!   pays off again. A node called every few milliseconds (one of 200
+//!   peers a hub calls in turn) so stops spinning after each call, instead
+//!   of taking 50 µs of CPU per call from the processes that have work; a
+//!   window is never extended by a turn that found nothing, so a long
+//!   handler is waited for blocking.
 //! - **Too many spinners in one process.** Many reactors spinning at once
 //!   on few cores take the time slices of the very threads they wait for.
 //!   So at most `cores - 1` reactors (at least one) in a process spin at any
@@ -22,7 +24,7 @@
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 static SPINNING: AtomicUsize = AtomicUsize::new(0);
 
@@ -56,59 +58,65 @@ impl Drop for SpinPermit {
     }
 }
 
-/// One gap weighs this much in the average (1/8: the last dozen or so
-/// pieces of work decide).
-const WEIGHT: u32 = 8;
+/// Speculative windows that may find nothing in a row before the reactor
+/// backs off.
+const TRIES: u32 = 2;
 
-/// A gap counts at most this many windows, so that one long pause (a quiet
-/// second) delays spinning by a few pieces of work only.
-const GAP_CAP: u32 = 4;
+/// At most one opportunity in `2^MAX_BACKOFF` is taken while backing off.
+const MAX_BACKOFF: u32 = 6;
 
-/// Whether spinning has been paying off for one reactor (see the module
-/// docs). Time is given, never read: every transition is unit-tested.
+/// The score of one reactor's speculative spins (see the module docs).
+/// Nothing here reads a clock: every transition is unit-tested.
 #[derive(Debug)]
 pub(crate) struct Spin {
     window: Duration,
-    /// The moving average of gaps between pieces of work.
-    average: Duration,
-    /// When the last piece of work was done, if the reactor is idle since.
-    idle_since: Option<Instant>,
+    /// Speculative windows in a row that found nothing.
+    fails: u32,
+    /// Opportunities passed since the last speculation, while backing off.
+    skipped: u32,
 }
 
 impl Spin {
-    /// Spinning for up to `window` after work (zero: never).
+    /// Windows of `window` (zero: never spin).
     pub(crate) fn new(window: Duration) -> Spin {
         Spin {
             window,
-            // Until work has been seen, assume it follows closely.
-            average: Duration::ZERO,
-            idle_since: None,
+            fails: 0,
+            skipped: 0,
         }
     }
 
-    /// A turn of the reactor at `now` found work (`true`) or none.
-    pub(crate) fn turn(&mut self, found_work: bool, now: Instant) {
-        if !found_work {
-            self.idle_since.get_or_insert(now);
-            return;
-        }
-        if let Some(since) = self.idle_since.take() {
-            let gap = now
-                .saturating_duration_since(since)
-                .min(self.window * GAP_CAP);
-            self.average = (self.average * (WEIGHT - 1) + gap) / WEIGHT;
-        }
-    }
-
-    /// Whether to spin now (for up to [`Spin::window`]): only while work
-    /// has been following work within the window.
-    pub(crate) fn worth_it(&self) -> bool {
-        !self.window.is_zero() && self.average <= self.window
-    }
-
-    /// How long a spin lasts.
+    /// How long a window lasts.
     pub(crate) fn window(&self) -> Duration {
         self.window
+    }
+
+    /// Whether to spin after work when more work is `expected` (a handler
+    /// running, a reply awaited) or, if not, whether to speculate now.
+    pub(crate) fn should_spin(&mut self, expected: bool) -> bool {
+        if self.window.is_zero() {
+            return false;
+        }
+        if expected || self.fails < TRIES {
+            return true;
+        }
+        let every = 1u32 << (self.fails - TRIES + 1).min(MAX_BACKOFF);
+        self.skipped += 1;
+        if self.skipped >= every {
+            self.skipped = 0;
+            return true;
+        }
+        false
+    }
+
+    /// A speculative window ended: work came within it, or none did.
+    pub(crate) fn speculated(&mut self, found_work: bool) {
+        if found_work {
+            self.fails = 0;
+            self.skipped = 0;
+        } else {
+            self.fails = self.fails.saturating_add(1);
+        }
     }
 }
 
@@ -118,78 +126,62 @@ mod tests {
 
     const W: Duration = Duration::from_micros(50);
 
-    /// Work every `gap`, `n` times.
-    fn work_every(spin: &mut Spin, start: Instant, gap: Duration, n: u32) -> Instant {
-        let mut now = start;
+    /// Of `n` opportunities to speculate that all find nothing, how many
+    /// are taken.
+    fn taken_of_failing(spin: &mut Spin, n: u32) -> u32 {
+        let mut taken = 0;
         for _ in 0..n {
-            spin.turn(true, now);
-            spin.turn(false, now);
-            now += gap;
+            if spin.should_spin(false) {
+                taken += 1;
+                spin.speculated(false);
+            }
         }
-        now
+        taken
     }
 
     #[test]
-    fn work_that_follows_closely_keeps_the_spin_and_slow_work_stops_it() {
+    fn speculation_that_pays_off_goes_on() {
         let mut spin = Spin::new(W);
-        let t0 = Instant::now();
-        assert!(spin.worth_it(), "spins until it learns otherwise");
-        let t = work_every(&mut spin, t0, Duration::from_micros(10), 50);
-        assert!(spin.worth_it());
-        // Work every 5 ms (a hub calling 200 processes): a few gaps stop it.
-        let mut t = t;
-        let mut turns = 0;
-        while spin.worth_it() {
-            t = work_every(&mut spin, t, Duration::from_millis(5), 1);
-            turns += 1;
+        for _ in 0..1000 {
+            assert!(spin.should_spin(false));
+            spin.speculated(true);
         }
-        assert!(turns <= 3, "stopped after {turns} slow gaps");
-        // Close work again: spinning resumes after a few pieces of work.
-        let mut turns = 0;
-        while !spin.worth_it() {
-            t = work_every(&mut spin, t, Duration::from_micros(10), 1);
-            turns += 1;
-        }
-        assert!(turns <= 8, "resumed after {turns}");
     }
 
     #[test]
-    fn a_node_called_now_and_then_by_a_hub_does_not_spin() {
-        // Each call: the request after a pause of milliseconds, then the
-        // handler's result within microseconds.
+    fn speculation_that_finds_nothing_backs_off_to_one_in_sixty_four() {
         let mut spin = Spin::new(W);
-        let mut t = Instant::now();
-        for _ in 0..20 {
-            t = work_every(&mut spin, t, Duration::from_millis(3), 1);
-            t = work_every(&mut spin, t, Duration::from_micros(20), 1);
-        }
-        assert!(!spin.worth_it());
+        // The first two fail; then one in 2, 4, 8, ... 64.
+        assert_eq!(taken_of_failing(&mut spin, 2), 2);
+        let taken = taken_of_failing(&mut spin, 64 * 100);
+        assert!((100..=110).contains(&taken), "{taken}");
+        // Expected work is always waited for.
+        assert!(spin.should_spin(true));
+        // One speculation that pays off restores it at once.
+        while !spin.should_spin(false) {}
+        spin.speculated(true);
+        assert!(spin.should_spin(false));
     }
 
     #[test]
-    fn one_long_pause_counts_as_a_few_windows_only() {
+    fn a_node_called_now_and_then_by_a_hub_rarely_speculates() {
+        // Each call: the handler's result is expected (always waited for);
+        // after the reply nothing comes for milliseconds.
         let mut spin = Spin::new(W);
-        let t0 = Instant::now();
-        let t = work_every(&mut spin, t0, Duration::from_micros(10), 20);
-        // A quiet minute, then close work again.
-        let t = work_every(
-            &mut spin,
-            t + Duration::from_secs(60),
-            Duration::from_micros(10),
-            1,
-        );
-        let mut t = t;
-        let mut turns = 0;
-        while !spin.worth_it() {
-            t = work_every(&mut spin, t, Duration::from_micros(10), 1);
-            turns += 1;
+        let mut speculated = 0;
+        for _ in 0..1000 {
+            assert!(spin.should_spin(true));
+            if spin.should_spin(false) {
+                speculated += 1;
+                spin.speculated(false);
+            }
         }
-        assert!(turns <= 8, "{turns}");
+        assert!(speculated < 30, "{speculated} of 1000");
     }
 
     #[test]
     fn a_zero_window_never_spins() {
-        let spin = Spin::new(Duration::ZERO);
-        assert!(!spin.worth_it());
+        let mut spin = Spin::new(Duration::ZERO);
+        assert!(!spin.should_spin(true) && !spin.should_spin(false));
     }
 }

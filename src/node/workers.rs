@@ -70,11 +70,19 @@ impl Pool {
             }
         }
         let _guard = ExitGuard(self.exit.clone());
+        // The worker counts itself idle as soon as its handler is over and
+        // before the reactor can hear of it: work that the result sets off
+        // (the caller's next call) then finds it free instead of starting a
+        // worker it does not need.
+        let free = || {
+            self.idle.fetch_add(1, Ordering::AcqRel);
+        };
         while let Ok(job) = self.jobs.recv() {
-            if self.closing.load(Ordering::Acquire) || !run(&self.registry, job, &self.report) {
+            if self.closing.load(Ordering::Acquire)
+                || !run(&self.registry, job, &self.report, &free)
+            {
                 break;
             }
-            self.idle.fetch_add(1, Ordering::AcqRel);
         }
     }
 }
@@ -189,9 +197,12 @@ impl Report {
 }
 
 /// Runs one job's handler, or starts it on its runtime if it is async,
-/// and reports how it ended. Returns `false` once the reactor is gone.
-pub(crate) fn run(registry: &Registry, job: Job, report: &Report) -> bool {
+/// and reports how it ended; `free` is called once the thread is free again
+/// (before the report of a handler it ran, or once it started an async
+/// one). Returns `false` once the reactor is gone.
+pub(crate) fn run(registry: &Registry, job: Job, report: &Report, free: &dyn Fn()) -> bool {
     if job.deadline.is_some_and(|d| Instant::now() >= d) {
+        free();
         return report.send(job.done(JobOutcome::Expired));
     }
     let Some(handler) = registry.get(&job.method) else {
@@ -202,6 +213,7 @@ pub(crate) fn run(registry: &Registry, job: Job, report: &Report) -> bool {
             }
             _ => job.answer(ReplyStatus::UnknownMethod, job.method.clone().into_bytes()),
         };
+        free();
         return report.send(job.done(outcome));
     };
     let ctx = CallContext {
@@ -215,6 +227,7 @@ pub(crate) fn run(registry: &Registry, job: Job, report: &Report) -> bool {
         Handler::Sync(handler) => {
             let result = catch_unwind(AssertUnwindSafe(|| handler(&ctx, &job.args)));
             let outcome = outcome(&job, result);
+            free();
             report.send(job.done(outcome))
         }
         #[cfg(feature = "tokio")]
@@ -228,6 +241,7 @@ pub(crate) fn run(registry: &Registry, job: Job, report: &Report) -> bool {
                 let outcome = outcome(&job, result);
                 report.send(job.done(outcome));
             });
+            free();
             true
         }
     }

@@ -269,6 +269,12 @@ impl Book {
         (self.records.len(), self.visible.len())
     }
 
+    /// Records asked for and not yet received.
+    #[cfg(test)]
+    pub(crate) fn wanted(&self) -> usize {
+        self.wanted.len()
+    }
+
     /// Peers in session.
     pub(crate) fn sessions(&self) -> usize {
         self.sessions.len()
@@ -422,6 +428,8 @@ impl Book {
         for owner in over {
             self.drop_record(&owner);
         }
+        self.wanted
+            .retain(|o, _| o.name != peer || o.incarnation == incarnation);
         self.reach.add_root(&Owner {
             name: peer.to_string(),
             incarnation,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 
 use super::book::{Book, RegistryConfig, RegistryError};
-use super::wire::{Message, Owner};
+use super::wire::{Held, Message, Owner, Summary};
 
 type Entries = BTreeMap<(String, String, String, u64), Vec<u8>>;
 
@@ -461,6 +461,28 @@ fn a_peer_in_session_cannot_speak_for_another_peer_in_session() {
     sim.advance(Duration::from_millis(50));
     assert!(sim.seen(2).is_empty());
     sim.assert_converged();
+}
+
+/// Found by `tests/restarts.rs`: a hub that a peer restarts into a
+/// thousand times kept asking for each old life's record until its want
+/// timed out (a map entry per restart, for seconds).
+#[test]
+fn a_peer_restarting_leaves_nothing_asked_for_of_its_old_lives() {
+    let now = Instant::now();
+    let mut hub = Book::new("hub", 1, RegistryConfig::default(), now);
+    for incarnation in 1..=100 {
+        hub.handle_joined("roamer", incarnation, now);
+        let owner = Owner {
+            name: "roamer".into(),
+            incarnation,
+        };
+        let held = vec![Held { owner, seq: 1 }];
+        hub.handle_message("roamer", Message::Summary(Summary { held }), now);
+        assert_eq!(hub.wanted(), 1, "it asks for the current life's record");
+        hub.handle_left("roamer", now);
+    }
+    hub.handle_joined("roamer", 101, now);
+    assert_eq!(hub.wanted(), 0);
 }
 
 #[test]
