@@ -14,6 +14,7 @@
 //! cargo bench --bench rpc                       # full run (a few minutes)
 //! cargo bench --bench rpc -- --quick            # a smoke run
 //! BILATERAL_SPIN_US=0 cargo bench --bench rpc   # reactor spin off (default 50)
+//! BILATERAL_INLINE=1 cargo bench --bench rpc    # the server's echo on its reactor
 //! ```
 
 mod common;
@@ -420,7 +421,7 @@ fn serve_in_child(mode: &str) {
         .reactor_spin(spin())
         .start()
         .unwrap();
-    server.register("echo", |_c, s: String| Ok(s)).unwrap();
+    register_echo(&server);
     println!(
         "READY {} {} {}",
         raw.endpoint,
@@ -454,7 +455,7 @@ fn pair(curve: Option<(Keypair, Keypair)>) -> (Node, Node) {
         .workers(workers)
         .start()
         .unwrap();
-    server.register("echo", |_c, s: String| Ok(s)).unwrap();
+    register_echo(&server);
     let client = client.reactor_spin(spin()).start().unwrap();
     client
         .connect(server.name(), server.endpoint().unwrap())
@@ -471,6 +472,18 @@ fn server_of(client: &Node) -> String {
         .active_connections()
         .pop()
         .expect("the client has its server")
+}
+
+/// The server's `echo`: on a worker, or on the reactor with
+/// `BILATERAL_INLINE=1` (`Node::register_inline`).
+fn register_echo(server: &Node) {
+    if std::env::var("BILATERAL_INLINE").is_ok_and(|v| v == "1") {
+        server
+            .register_inline("echo", |_c, s: String| Ok(s))
+            .unwrap();
+    } else {
+        server.register("echo", |_c, s: String| Ok(s)).unwrap();
+    }
 }
 
 fn payload() -> String {

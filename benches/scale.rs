@@ -10,6 +10,7 @@
 //! cargo bench --bench scale -- --quick       # 20 nodes, a smoke run for CI
 //! BILATERAL_SPIN_US=0 cargo bench --bench scale   # reactor spin off (default 50)
 //! BILATERAL_SCALE_NODES=100 cargo bench --bench scale
+//! BILATERAL_INLINE=1 cargo bench --bench scale    # the processes' echo on their reactors
 //! ```
 //!
 //! Resident memory and threads are read from `/proc/self/status`, CPU time
@@ -239,8 +240,13 @@ fn child(raw_endpoint: &str) {
         .reactor_spin(spin())
         .start()
         .unwrap();
-    node.register("echo", |_c, b: serde_bytes::ByteBuf| Ok(b))
-        .unwrap();
+    if std::env::var("BILATERAL_INLINE").is_ok_and(|v| v == "1") {
+        node.register_inline("echo", |_c, b: serde_bytes::ByteBuf| Ok(b))
+            .unwrap();
+    } else {
+        node.register("echo", |_c, b: serde_bytes::ByteBuf| Ok(b))
+            .unwrap();
+    }
     let ctx = Context::new().unwrap();
     let dealer = ctx.socket(SocketType::Dealer).unwrap();
     dealer

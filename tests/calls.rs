@@ -270,6 +270,42 @@ fn blocking_handlers_run_on_at_most_the_workers_the_node_was_given() {
 }
 
 #[test]
+fn inline_handlers_run_on_the_reactor_even_when_every_worker_is_busy() {
+    let a = node("a");
+    let b = builder("b").workers(1).start().unwrap();
+    let (release_tx, release_rx) = crossbeam_channel::unbounded::<()>();
+    b.register("hold", move |_c, (): ()| {
+        let _ = release_rx.recv_timeout(PATIENCE);
+        Ok(())
+    })
+    .unwrap();
+    b.register_inline("where", |_c, (): ()| {
+        Ok(std::thread::current().name().unwrap_or("").to_string())
+    })
+    .unwrap();
+    b.register_inline("boom", |_c, (): ()| -> Result<(), HandlerError> {
+        panic!("inline bug")
+    })
+    .unwrap();
+    join(&a, &b);
+    // The only worker is held.
+    let held = a.start_call::<_, ()>("b", "hold", &(), PATIENCE).unwrap();
+    wait_until(PATIENCE, || b.load().1 == 1);
+    let thread: String = a.call_one("b", "where", &(), PATIENCE).unwrap();
+    assert!(thread.starts_with("bilateral-reactor"), "{thread}");
+    match a.call_one::<_, ()>("b", "boom", &(), PATIENCE) {
+        Err(CallError::Remote(e)) => assert!(e.message().contains("panicked"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    // The node goes on, and the held call finishes when released.
+    let thread: String = a.call_one("b", "where", &(), PATIENCE).unwrap();
+    assert!(thread.starts_with("bilateral-reactor"));
+    release_tx.send(()).unwrap();
+    assert!(held.wait().all_ok());
+    assert_eq!(b.methods(), ["boom", "hold", "where"]);
+}
+
+#[test]
 fn casts_say_how_many_peers_they_went_to_and_run_the_handler() {
     let a = node("a");
     let b = node("b");

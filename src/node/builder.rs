@@ -581,6 +581,7 @@ impl NodeBuilder {
             commands: commands_rx.clone(),
             done: done_rx,
             jobs: jobs_tx,
+            handlers: registry.clone(),
             service_jobs: service_jobs_tx,
             waker: waker.clone(),
             wake_rx,

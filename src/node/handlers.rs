@@ -158,6 +158,8 @@ pub(crate) type ErasedAsync = dyn Fn(
 pub(crate) enum Handler {
     /// Runs on a worker thread.
     Sync(Arc<ErasedHandler>),
+    /// Runs on the reactor thread, at once (declared non-blocking).
+    Inline(Arc<ErasedHandler>),
     /// Started by a worker on this runtime, where it is awaited.
     #[cfg(feature = "tokio")]
     Async(Arc<ErasedAsync>, tokio::runtime::Handle),
@@ -178,6 +180,27 @@ impl Registry {
         F: Fn(&CallContext, A) -> Result<R, HandlerError> + Send + Sync + 'static,
     {
         self.insert_erased(method, Arc::new(erase(handler)));
+    }
+
+    /// Registers a handler that runs on the reactor thread.
+    pub(crate) fn insert_inline<A, R, F>(&self, method: &str, handler: F)
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        F: Fn(&CallContext, A) -> Result<R, HandlerError> + Send + Sync + 'static,
+    {
+        self.map.write().insert(
+            method.to_string(),
+            Handler::Inline(Arc::new(erase(handler))),
+        );
+    }
+
+    /// The handler of `method` if it runs on the reactor.
+    pub(crate) fn inline(&self, method: &str) -> Option<Arc<ErasedHandler>> {
+        match self.map.read().get(method) {
+            Some(Handler::Inline(h)) => Some(h.clone()),
+            _ => None,
+        }
     }
 
     /// Registers a handler already erased (see [`erase`]).

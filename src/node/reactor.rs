@@ -55,6 +55,8 @@ pub(crate) struct Reactor {
     pub commands: super::queue::QueueRx<Command>,
     pub done: Receiver<JobDone>,
     pub jobs: super::workers::JobSender,
+    /// The handlers, to run those declared non-blocking here.
+    pub handlers: Arc<super::handlers::Registry>,
     /// The service thread's queue, for jobs of the built-in services' methods.
     pub service_jobs: Sender<Job>,
     pub waker: Arc<Waker>,
@@ -573,6 +575,13 @@ impl Reactor {
                 self.events.publish(&event);
             }
             Action::Dispatch(job) => {
+                if job.runner == Runner::Workers {
+                    if let Some(handler) = self.handlers.inline(&job.method) {
+                        let done = super::workers::run_inline(&*handler, job);
+                        self.mesh.handle_job_done(done, Instant::now());
+                        return;
+                    }
+                }
                 let sent = match job.runner {
                     Runner::Workers => self.jobs.send(job),
                     Runner::Services => self.service_jobs.send(job),

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, SendError, Sender, unbounded};
 use parking_lot::Mutex;
 
-use super::handlers::{CallContext, Failure, Handler, Registry};
+use super::handlers::{CallContext, ErasedHandler, Failure, Handler, Registry};
 use super::waker::Waker;
 use crate::core::{Job, JobDone, JobOutcome};
 use crate::protocol::ReplyStatus;
@@ -224,7 +224,7 @@ pub(crate) fn run(registry: &Registry, job: Job, report: &Report, free: &dyn Fn(
         deadline: job.deadline,
     };
     match handler {
-        Handler::Sync(handler) => {
+        Handler::Sync(handler) | Handler::Inline(handler) => {
             let result = catch_unwind(AssertUnwindSafe(|| handler(&ctx, &job.args)));
             let outcome = outcome(&job, result);
             free();
@@ -245,6 +245,24 @@ pub(crate) fn run(registry: &Registry, job: Job, report: &Report, free: &dyn Fn(
             true
         }
     }
+}
+
+/// Runs a handler declared non-blocking here and now (on the reactor), and
+/// says how it ended.
+pub(crate) fn run_inline(handler: &ErasedHandler, job: Job) -> JobDone {
+    if job.deadline.is_some_and(|d| Instant::now() >= d) {
+        return job.done(JobOutcome::Expired);
+    }
+    let ctx = CallContext {
+        peer: job.peer.clone(),
+        incarnation: job.incarnation,
+        request_id: job.request_id,
+        method: job.method.clone(),
+        deadline: job.deadline,
+    };
+    let result = catch_unwind(AssertUnwindSafe(|| handler(&ctx, &job.args)));
+    let outcome = outcome(&job, result);
+    job.done(outcome)
 }
 
 /// Catches a panic of the future it polls, as `catch_unwind` does for a call.
