@@ -6,7 +6,9 @@
 //! the sender can push them, until the receiver has them all. A Bilateral
 //! stream moves the same bytes with its headers, credit, lanes and threads.
 //! Raw and stream runs alternate, so both see the same background load.
-//! Plaintext and CURVE are compared separately.
+//! Plaintext and CURVE are compared separately, with both nodes in this
+//! process and with the receiver (Bilateral's and raw libzmq's alike) in a
+//! child process.
 //!
 //! ```text
 //! cargo bench --bench streams              # full run (about a minute)
@@ -15,13 +17,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bilateral::testkit::zmq::{Context, Message, SendFlags, SocketType};
-use bilateral::{Incoming, Node};
+use bilateral::{Incoming, Keypair, Node, PublicKey};
 use common::*;
 
 const MESSAGE: usize = 64 * 1024;
@@ -34,7 +37,15 @@ struct Settings {
     calls: usize,
 }
 
+/// Set in the child process that receives: the server's secret key in
+/// CURVE mode ("plain" otherwise); the client's public key in CLIENT_ENV.
+const SERVER_ENV: &str = "BILATERAL_STREAMS_SERVER";
+const CLIENT_ENV: &str = "BILATERAL_STREAMS_CLIENT";
+
 fn main() {
+    if let Ok(mode) = std::env::var(SERVER_ENV) {
+        return receive_in_child(&mode);
+    }
     let quick = std::env::args().any(|a| a == "--quick");
     let s = if quick {
         Settings {
@@ -79,6 +90,34 @@ fn main() {
         println!(
             "{:<48} {:>12.0} {:>7.2}x",
             format!("raw libzmq, 64 KiB messages ({mode})"),
+            raw,
+            1.0
+        );
+        println!(
+            "{:<48} {:>12.0} {:>7.2}x",
+            format!("bilateral stream ({mode})"),
+            stream,
+            stream / raw
+        );
+    }
+    for curve in [false, true] {
+        let mode = if curve {
+            "CURVE, 2 processes"
+        } else {
+            "plaintext, 2 processes"
+        };
+        let remote = Remote::start(curve);
+        let (mut raw_time, mut stream_time) = (Duration::ZERO, Duration::ZERO);
+        for _ in 0..ROUNDS {
+            raw_time += remote.raw_one_way(s.bytes);
+            stream_time += stream_one_way(&remote.client, &remote.server, s.bytes);
+        }
+        let total = (s.bytes * ROUNDS) as f64;
+        let raw = total / raw_time.as_secs_f64() / 1e6;
+        let stream = total / stream_time.as_secs_f64() / 1e6;
+        println!(
+            "{:<48} {:>12.0} {:>7.2}x",
+            format!("raw libzmq ({mode})"),
             raw,
             1.0
         );
@@ -145,6 +184,149 @@ fn main() {
     println!("target: stream throughput >= 0.85x raw libzmq, plaintext and CURVE");
 }
 
+/// A receiver in a child process (a node with the sink, and a raw ROUTER
+/// that counts until "end"), and this process's senders to both.
+struct Remote {
+    client: Node,
+    server: String,
+    dealer: bilateral::testkit::zmq::Socket,
+    child: Child,
+    _ctx: Context,
+}
+
+impl Remote {
+    fn start(curve: bool) -> Remote {
+        let keys = curve.then(|| (keys(), keys()));
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        match &keys {
+            None => command.env(SERVER_ENV, "plain"),
+            Some((server, client)) => command
+                .env(SERVER_ENV, server.secret_z85())
+                .env(CLIENT_ENV, client.public().to_z85()),
+        };
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the benchmark starts itself as the receiver");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let ["READY", raw_endpoint, server, node_endpoint] = words[..] else {
+            panic!("the receiver did not start: {line:?}");
+        };
+        let ctx = Context::new().unwrap();
+        let dealer = ctx.socket(SocketType::Dealer).unwrap();
+        if let Some((s, c)) = &keys {
+            curve_client(&dealer, s, c);
+        }
+        dealer.set_routing_id(b"sender").unwrap();
+        dealer.connect(raw_endpoint).unwrap();
+        let client = match &keys {
+            None => Node::builder("client"),
+            Some((_, c)) => Node::secure_builder(c),
+        }
+        .start()
+        .unwrap();
+        client.connect(server, node_endpoint).unwrap();
+        client
+            .wait_for_peer(server, Duration::from_secs(10))
+            .unwrap();
+        Remote {
+            client,
+            server: server.to_string(),
+            dealer,
+            child,
+            _ctx: ctx,
+        }
+    }
+
+    /// `bytes` as one-way 64 KiB messages to the child's ROUTER, until it
+    /// has them all.
+    fn raw_one_way(&self, bytes: usize) -> Duration {
+        let payload = vec![5u8; MESSAGE];
+        let mut done = Message::new();
+        // Connected and handshaken before the clock starts.
+        self.dealer.send(b"end", SendFlags::NONE).unwrap();
+        self.dealer.recv(&mut done, false).unwrap();
+        let started = Instant::now();
+        for _ in 0..bytes / MESSAGE {
+            self.dealer.send(&payload, SendFlags::NONE).unwrap();
+        }
+        self.dealer.send(b"end", SendFlags::NONE).unwrap();
+        self.dealer.recv(&mut done, false).unwrap();
+        started.elapsed()
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// The child process of [`Remote`]: receives until its stdin closes.
+fn receive_in_child(mode: &str) {
+    let keys = (mode != "plain").then(|| {
+        let server = Keypair::from_secret_z85(mode).unwrap();
+        let client = PublicKey::from_z85(&std::env::var(CLIENT_ENV).unwrap()).unwrap();
+        (server, client)
+    });
+    let ctx = Context::new().unwrap();
+    let router = ctx.socket(SocketType::Router).unwrap();
+    if let Some((server, _)) = &keys {
+        curve_server(&router, server);
+    }
+    router.bind("tcp://127.0.0.1:*").unwrap();
+    let raw_endpoint = router.last_endpoint().unwrap();
+    std::thread::spawn(move || {
+        loop {
+            let Ok((frames, _)) = router.recv_multipart(false, 4) else {
+                return;
+            };
+            if let [id, body] = &frames[..] {
+                if body.as_bytes() == b"end" {
+                    let _ = router.send(id.as_bytes(), SendFlags::MORE);
+                    let _ = router.send(b"done", SendFlags::NONE);
+                }
+            }
+        }
+    });
+    let builder = match &keys {
+        None => Node::builder("server"),
+        Some((s, c)) => Node::secure_builder(s).allow_keys([*c]),
+    };
+    let server = builder.listen("tcp://127.0.0.1:*").start().unwrap();
+    serve_sink(&server);
+    println!(
+        "READY {raw_endpoint} {} {}",
+        server.name(),
+        server.endpoint().unwrap()
+    );
+    std::io::stdout().flush().unwrap();
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    server.close();
+    // The raw receiver's thread waits in a receive: end the process here
+    // rather than wait for its context.
+    std::process::exit(0);
+}
+
+/// The sink: reads every stream to the end, then finishes its side.
+fn serve_sink(server: &Node) {
+    server
+        .on_stream("sink", |incoming: Incoming<()>| {
+            let ((), mut stream) = incoming.accept()?;
+            let mut buf = vec![0u8; 256 * 1024];
+            while stream.read(&mut buf)? > 0 {}
+            stream.finish()?;
+            Ok(())
+        })
+        .unwrap();
+}
+
 /// Two nodes joined over TCP loopback; the server reads streams to the end.
 fn pair(curve: bool) -> (Node, Node) {
     let (server, client) = if curve {
@@ -175,15 +357,7 @@ fn pair(curve: bool) -> (Node, Node) {
         .chunk_size(chunk)
         .start()
         .unwrap();
-    server
-        .on_stream("sink", |incoming: Incoming<()>| {
-            let ((), mut stream) = incoming.accept()?;
-            let mut buf = vec![0u8; 256 * 1024];
-            while stream.read(&mut buf)? > 0 {}
-            stream.finish()?;
-            Ok(())
-        })
-        .unwrap();
+    serve_sink(&server);
     client
         .connect(server.name(), server.endpoint().unwrap())
         .unwrap();
