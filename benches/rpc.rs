@@ -570,7 +570,7 @@ fn fanout(rounds: usize) -> (Latency, Latency) {
                 .reactor_spin(spin())
                 .start()
                 .unwrap();
-            p.register("echo", |_c, s: String| Ok(s)).unwrap();
+            register_echo(&p);
             hub.connect(p.name(), p.endpoint().unwrap()).unwrap();
             p
         })
