@@ -48,7 +48,9 @@ fn main() {
     println!();
     idle();
     println!();
-    in_one_process(nodes, rounds);
+    in_one_process(nodes, rounds, false);
+    println!();
+    in_one_process(nodes, rounds, true);
     println!();
     in_processes(nodes, rounds);
 }
@@ -104,16 +106,24 @@ fn idle() {
 
 // ---- many nodes in this process ---------------------------------------
 
-fn in_one_process(n: usize, rounds: usize) {
+/// `n` nodes and a hub in this process; with `shared`, the nodes share one
+/// ZeroMQ context and a pool of four handler threads.
+fn in_one_process(n: usize, rounds: usize, shared: bool) {
     let (rss0, threads0) = (rss_kib(), threads());
     let started = Instant::now();
     let hub = Node::builder("hub").reactor_spin(spin()).start().unwrap();
+    let pool = bilateral::HandlerPool::new(4);
     let mut peers = Vec::new();
     for i in 0..n {
-        let built = Node::builder(format!("p{i:03}"))
+        let mut builder = Node::builder(format!("p{i:03}"))
             .listen("tcp://127.0.0.1:*")
-            .reactor_spin(spin())
-            .start();
+            .reactor_spin(spin());
+        if shared {
+            builder = builder
+                .context(bilateral::Context::shared().unwrap())
+                .handler_pool(&pool);
+        }
+        let built = builder.start();
         match built {
             Ok(p) => {
                 p.register("echo", |_c, b: serde_bytes::ByteBuf| Ok(b))
@@ -139,7 +149,12 @@ fn in_one_process(n: usize, rounds: usize) {
     drop(peers);
     drop(hub);
     let raw = RawFanout::in_process(n).round_trips(rounds);
-    println!("{n} nodes in one process, a hub calling all of them at once (64 bytes)");
+    let how = if shared {
+        ", sharing a context and 4 handler threads"
+    } else {
+        ""
+    };
+    println!("{n} nodes in one process{how}, a hub calling all of them at once (64 bytes)");
     println!(
         "  {:<50} {:>10} KiB ({} KiB a node), {} threads ({:.1} a node), set up in {:.1} s",
         "bilateral",

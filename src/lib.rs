@@ -99,8 +99,8 @@ pub use crate::core::{
 pub use crate::discovery::{Beacon, ConnectPolicy, Discovery};
 pub use crate::error::{CallError, Error, RemoteError, Side, SocketError, StreamError};
 pub use crate::node::{
-    CallContext, CallFuture, CallOneFuture, Context, Events, HandlerError, Node, NodeBuilder,
-    PendingCall, Response, Responses, To, WeakNode,
+    CallContext, CallFuture, CallOneFuture, Context, Events, HandlerError, HandlerPool, Node,
+    NodeBuilder, PendingCall, Response, Responses, To, WeakNode,
 };
 pub use crate::protocol::{NameError, NodeName, RejectCode};
 pub use crate::registry::{

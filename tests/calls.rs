@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bilateral::{CallError, HandlerError, LostReason, Side, To};
+use bilateral::{CallError, HandlerError, HandlerPool, LostReason, Side, To};
 use common::*;
 use serde::{Deserialize, Serialize};
 
@@ -267,6 +267,53 @@ fn blocking_handlers_run_on_at_most_the_workers_the_node_was_given() {
         assert!(call.wait().all_ok());
     }
     assert_eq!(most.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn nodes_sharing_a_handler_pool_run_at_most_its_threads_and_close_alone() {
+    let a = node("a");
+    let pool = HandlerPool::new(2);
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (release_tx, release_rx) = crossbeam_channel::unbounded::<()>();
+    let servers: Vec<_> = ["b1", "b2"]
+        .iter()
+        .map(|name| {
+            let b = builder(name).handler_pool(&pool).start().unwrap();
+            let (running, most, release) = (running.clone(), most.clone(), release_rx.clone());
+            b.register("hold", move |_c, (): ()| {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                let _ = release.recv_timeout(PATIENCE);
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            })
+            .unwrap();
+            b.register("ping", |_c, (): ()| Ok("pong")).unwrap();
+            join(&a, &b);
+            b
+        })
+        .collect();
+    let calls: Vec<_> = ["b1", "b1", "b2", "b2"]
+        .iter()
+        .map(|to| a.start_call::<_, ()>(*to, "hold", &(), PATIENCE).unwrap())
+        .collect();
+    // Two threads for both nodes: two handlers run, two wait.
+    let queued = || servers.iter().map(|b| b.load().1).sum::<usize>();
+    wait_until(PATIENCE, || {
+        running.load(Ordering::SeqCst) == 2 && queued() == 4
+    });
+    for _ in 0..4 {
+        release_tx.send(()).unwrap();
+    }
+    for call in calls {
+        assert!(call.wait().all_ok());
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 2);
+    // One node closing leaves the pool to the other.
+    servers[0].close();
+    let pong: String = a.call_one("b2", "ping", &(), PATIENCE).unwrap();
+    assert_eq!(pong, "pong");
 }
 
 #[test]

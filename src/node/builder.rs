@@ -49,6 +49,7 @@ pub struct NodeBuilder {
     timers: Timers,
     limits: Limits,
     workers: usize,
+    handler_pool: Option<super::workers::HandlerPool>,
     command_capacity: usize,
     event_capacity: usize,
     high_water_mark: i32,
@@ -77,6 +78,7 @@ impl NodeBuilder {
             timers: Timers::default(),
             limits: Limits::default(),
             workers: 4,
+            handler_pool: None,
             command_capacity: 65_536,
             event_capacity: 1024,
             high_water_mark: 10_000,
@@ -291,6 +293,15 @@ impl NodeBuilder {
     /// (a node never called has none) and then stay until the node closes.
     pub fn workers(mut self, threads: usize) -> Self {
         self.workers = threads;
+        self
+    }
+
+    /// Runs the node's handlers on `pool`, shared with other nodes of the
+    /// process, instead of on threads of its own (`workers` is then not
+    /// used): a hundred nodes of one process run their handlers on the
+    /// pool's threads, not on up to four each.
+    pub fn handler_pool(mut self, pool: &super::workers::HandlerPool) -> Self {
+        self.handler_pool = Some(pool.clone());
         self
     }
 
@@ -565,6 +576,7 @@ impl NodeBuilder {
         let (workers, jobs_tx) = WorkerPool::start(
             name.as_str(),
             self.workers,
+            self.handler_pool.as_ref(),
             registry.clone(),
             done_tx,
             waker.clone(),

@@ -37,6 +37,7 @@ pub use call::{CallFuture, CallOneFuture, PendingCall, Response, Responses, To};
 pub use context::Context;
 pub use events::Events;
 pub use handlers::{CallContext, HandlerError};
+pub use workers::HandlerPool;
 
 use crate::core::{NodeStats, PeerEvent, PeerInfo, PeerState};
 use crate::error::{CallError, Error, Side};

@@ -1,46 +1,79 @@
-//! The bounded worker pool that runs handlers, off the reactor thread.
+//! The bounded pools of threads that run handlers, off the reactor thread.
 //!
 //! Admission is bounded by the core (`max_queued_handlers`), so the job queue
 //! itself needs no second limit. A handler that blocks holds one worker; the
 //! reactor, and with it every heartbeat, keeps running.
 //!
+//! Each node has a pool of its own unless given a [`HandlerPool`] that
+//! several nodes of a process share: a job then carries its node (whose
+//! handlers it runs and whose reactor it reports to), and a node that
+//! closes stops only its own jobs.
+//!
 //! Workers start when work needs them, up to the pool's size, and then
 //! stay: a node that is never called has no worker thread at all. Each job
 //! handed out either claims a worker that waits idle or, when none does and
 //! the pool is not full, starts one; so below the pool's size a job never
-//! waits behind another. (A worker counts itself idle when it finishes a
-//! job; once the pool is full the count may run ahead of the truth, which
-//! only matters for starting workers, and a full pool starts none.)
+//! waits behind another. A worker counts itself idle as soon as its handler
+//! is over, before the reactor hears of it. (Once the pool is full the count
+//! may run ahead of the truth, which only matters for starting workers, and
+//! a full pool starts none.)
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::{JoinHandle, ThreadId};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, SendError, Sender, unbounded};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use super::handlers::{CallContext, ErasedHandler, Failure, Handler, Registry};
 use super::waker::Waker;
 use crate::core::{Job, JobDone, JobOutcome};
 use crate::protocol::ReplyStatus;
 
-/// What every worker of a pool shares.
-struct Pool {
-    node: String,
-    size: usize,
-    jobs: Receiver<Job>,
+/// What a job needs of its node: its handlers, where to report, and
+/// whether it is closing.
+struct NodeJobs {
     registry: Arc<Registry>,
     report: Report,
     closing: AtomicBool,
-    /// Workers waiting for a job that no job has claimed yet.
+    /// Its handlers running now, and a signal when that changes.
+    running: Mutex<usize>,
+    idle: Condvar,
+}
+
+/// A job on its way to a worker, with its node.
+struct Task {
+    job: Job,
+    node: Arc<NodeJobs>,
+}
+
+/// The threads of one pool, and the queue they take tasks from.
+struct Pool {
+    name: String,
+    size: usize,
+    tasks: Receiver<Task>,
+    /// Workers waiting for a task that no task has claimed yet.
     idle: AtomicUsize,
+    closing: AtomicBool,
     handles: Mutex<Vec<JoinHandle<()>>>,
-    exit: Sender<ThreadId>,
 }
 
 impl Pool {
+    fn new(name: &str, size: usize) -> (Arc<Pool>, Sender<Task>) {
+        let (tx, tasks) = unbounded();
+        let pool = Arc::new(Pool {
+            name: name.to_string(),
+            size,
+            tasks,
+            idle: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
+            handles: Mutex::new(Vec::with_capacity(size)),
+        });
+        (pool, tx)
+    }
+
     /// Starts one more worker if the pool is not full.
     fn grow(self: &Arc<Self>) {
         let mut handles = self.handles.lock();
@@ -49,60 +82,95 @@ impl Pool {
         }
         let pool = self.clone();
         let spawned = std::thread::Builder::new()
-            .name(format!("bilateral-worker-{}-{}", self.node, handles.len()))
+            .name(format!("bilateral-worker-{}-{}", self.name, handles.len()))
             .spawn(move || pool.work());
         match spawned {
             Ok(h) => handles.push(h),
             Err(e) => log::error!(
-                "node {}: cannot start a handler thread ({e}); {} run the handlers",
-                self.node,
+                "{}: cannot start a handler thread ({e}); {} run the handlers",
+                self.name,
                 handles.len()
             ),
         }
     }
 
     fn work(self: Arc<Self>) {
-        // Reports the exit even if something below unwinds.
-        struct ExitGuard(Sender<ThreadId>);
-        impl Drop for ExitGuard {
-            fn drop(&mut self) {
-                let _ = self.0.send(std::thread::current().id());
-            }
-        }
-        let _guard = ExitGuard(self.exit.clone());
-        // The worker counts itself idle as soon as its handler is over and
-        // before the reactor can hear of it: work that the result sets off
-        // (the caller's next call) then finds it free instead of starting a
-        // worker it does not need.
         let free = || {
             self.idle.fetch_add(1, Ordering::AcqRel);
         };
-        while let Ok(job) = self.jobs.recv() {
-            if self.closing.load(Ordering::Acquire)
-                || !run(&self.registry, job, &self.report, &free)
-            {
+        while let Ok(Task { job, node }) = self.tasks.recv() {
+            if self.closing.load(Ordering::Acquire) {
                 break;
+            }
+            if node.closing.load(Ordering::Acquire) {
+                // Its node closed while it waited: dropped, as queued jobs are.
+                free();
+                continue;
+            }
+            *node.running.lock() += 1;
+            run(&node.registry, job, &node.report, &free);
+            let mut running = node.running.lock();
+            *running -= 1;
+            if *running == 0 {
+                node.idle.notify_all();
             }
         }
     }
 }
 
-/// The workers of one node.
+/// A pool of handler threads that several nodes of one process can share
+/// ([`NodeBuilder::handler_pool`](crate::NodeBuilder::handler_pool)): at most
+/// `threads` run handlers at once for all of them, started as calls need
+/// them. Each node still bounds its own queue (`max_queued_handlers`).
+/// Cloning is cheap and shares the pool; its threads end when the last
+/// clone and the last node using it are gone.
+#[derive(Clone)]
+pub struct HandlerPool {
+    pool: Arc<Pool>,
+    tx: Sender<Task>,
+}
+
+impl std::fmt::Debug for HandlerPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerPool")
+            .field("threads", &self.pool.size)
+            .field("started", &self.pool.handles.lock().len())
+            .finish()
+    }
+}
+
+impl HandlerPool {
+    /// A pool of up to `threads` handler threads (at least one).
+    pub fn new(threads: usize) -> HandlerPool {
+        let (pool, tx) = Pool::new("shared", threads.max(1));
+        HandlerPool { pool, tx }
+    }
+}
+
+/// The workers one node uses: a pool of its own, or a shared one.
 pub(crate) struct WorkerPool {
     pool: Arc<Pool>,
-    exited: Receiver<ThreadId>,
+    node: Arc<NodeJobs>,
+    own: bool,
 }
 
 /// Where the reactor hands out jobs (see the module docs).
 pub(crate) struct JobSender {
-    tx: Sender<Job>,
+    tx: Sender<Task>,
     pool: Arc<Pool>,
+    node: Arc<NodeJobs>,
 }
 
 impl JobSender {
     /// Queues `job` for a worker, starting one if none is free.
     pub(crate) fn send(&self, job: Job) -> Result<(), SendError<Job>> {
-        self.tx.send(job)?;
+        let task = Task {
+            job,
+            node: self.node.clone(),
+        };
+        self.tx
+            .send(task)
+            .map_err(|SendError(t)| SendError(t.job))?;
         let claimed = self
             .pool
             .idle
@@ -116,60 +184,80 @@ impl JobSender {
 }
 
 impl WorkerPool {
-    /// A pool of up to `size` workers (none started yet) taking jobs from
-    /// the returned sender.
+    /// The workers of node `node`: `shared`, or a pool of its own of up to
+    /// `size` (none started yet); jobs go through the returned sender.
     pub(crate) fn start(
         node: &str,
         size: usize,
+        shared: Option<&HandlerPool>,
         registry: Arc<Registry>,
         done: Sender<JobDone>,
         waker: Arc<Waker>,
     ) -> (WorkerPool, JobSender) {
-        let (tx, jobs) = unbounded::<Job>();
-        let (exit, exited) = unbounded();
-        let pool = Arc::new(Pool {
-            node: node.to_string(),
-            size,
-            jobs,
+        let (pool, tx, own) = match shared {
+            Some(h) => (h.pool.clone(), h.tx.clone(), false),
+            None => {
+                let (pool, tx) = Pool::new(node, size);
+                (pool, tx, true)
+            }
+        };
+        let jobs = Arc::new(NodeJobs {
             registry,
             report: Report::new(done, waker),
             closing: AtomicBool::new(false),
-            idle: AtomicUsize::new(0),
-            handles: Mutex::new(Vec::with_capacity(size)),
-            exit,
+            running: Mutex::new(0),
+            idle: Condvar::new(),
         });
         (
             WorkerPool {
                 pool: pool.clone(),
-                exited,
+                node: jobs.clone(),
+                own,
             },
-            JobSender { tx, pool },
+            JobSender {
+                tx,
+                pool,
+                node: jobs,
+            },
         )
     }
 
-    /// Stops the pool: queued jobs are dropped, running handlers may finish
-    /// within `grace`. Workers still busy after it are left to end on their own.
+    /// Stops this node's jobs: queued ones are dropped, running handlers
+    /// may finish within `grace`; a pool of the node's own stops too.
+    /// Workers still busy after it are left to end on their own.
     pub(crate) fn shutdown(self, grace: Duration) {
-        self.pool.closing.store(true, Ordering::Release);
-        let me = std::thread::current().id();
+        self.node.closing.store(true, Ordering::Release);
         let deadline = Instant::now() + grace;
-        let mut remaining: Vec<JoinHandle<()>> = std::mem::take(&mut *self.pool.handles.lock())
-            .into_iter()
-            .filter(|h| h.thread().id() != me)
-            .collect();
-        while !remaining.is_empty() {
-            let Ok(id) = self.exited.recv_deadline(deadline) else {
-                break;
-            };
-            if let Some(pos) = remaining.iter().position(|h| h.thread().id() == id) {
-                let _ = remaining.swap_remove(pos).join();
+        let all_done = {
+            let mut running = self.node.running.lock();
+            while *running > 0
+                && !self
+                    .node
+                    .idle
+                    .wait_until(&mut running, deadline)
+                    .timed_out()
+            {}
+            if *running > 0 {
+                log::warn!(
+                    "{} handler(s) still running at close; not waiting for them",
+                    *running
+                );
             }
+            *running == 0
+        };
+        if !self.own {
+            return;
         }
-        if !remaining.is_empty() {
-            log::warn!(
-                "{} handler(s) still running at close; not waiting for them",
-                remaining.len()
-            );
+        // The reactor, which held the only sender, is gone: idle workers
+        // see their queue closed and exit. Busy ones (past the grace) are
+        // left to end on their own.
+        self.pool.closing.store(true, Ordering::Release);
+        let handles = std::mem::take(&mut *self.pool.handles.lock());
+        if all_done {
+            let me = std::thread::current().id();
+            for h in handles.into_iter().filter(|h| h.thread().id() != me) {
+                let _ = h.join();
+            }
         }
     }
 }
