@@ -20,8 +20,7 @@
 mod common;
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use bilateral::testkit::zmq::{Context, Message, SendFlags, Socket, SocketType};
@@ -193,28 +192,6 @@ fn compare(mode: &str, s: &Settings, raw: &RawEcho, client: &Node) {
     println!();
 }
 
-fn spin() -> Duration {
-    let us = std::env::var("BILATERAL_SPIN_US")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
-    Duration::from_micros(us)
-}
-
-struct Latency {
-    p50: Duration,
-    p99: Duration,
-}
-
-fn summarize(mut samples: Vec<Duration>) -> Latency {
-    samples.sort_unstable();
-    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
-    Latency {
-        p50: at(0.50),
-        p99: at(0.99),
-    }
-}
-
 fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64()
 }
@@ -361,25 +338,16 @@ struct Remote {
 
 impl Remote {
     fn start(curve: Option<(Keypair, Keypair)>) -> Remote {
-        let mut command = Command::new(std::env::current_exe().unwrap());
-        match &curve {
-            None => command.env(SERVER_ENV, "plain"),
-            Some((server, client)) => command
-                .env(SERVER_ENV, server.secret_z85())
-                .env(CLIENT_ENV, client.public().to_z85()),
+        let envs = match &curve {
+            None => vec![(SERVER_ENV, "plain".to_string())],
+            Some((server, client)) => vec![
+                (SERVER_ENV, server.secret_z85()),
+                (CLIENT_ENV, client.public().to_z85()),
+            ],
         };
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("the benchmark starts itself as the server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let ["READY", raw_endpoint, node_name, node_endpoint] = words[..] else {
-            panic!("the server did not start: {line:?}");
+        let (child, words) = spawn_self(&envs);
+        let [raw_endpoint, node_name, node_endpoint] = &words[..] else {
+            panic!("the server said {words:?}");
         };
         let raw = RawEcho::connect(raw_endpoint, curve.as_ref());
         let client = match &curve {
@@ -399,8 +367,7 @@ impl Remote {
 
 impl Drop for Remote {
     fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
+        stop_child(&mut self.child);
     }
 }
 
@@ -422,14 +389,12 @@ fn serve_in_child(mode: &str) {
         .start()
         .unwrap();
     register_echo(&server);
-    println!(
-        "READY {} {} {}",
+    ready_and_wait(&format!(
+        "{} {} {}",
         raw.endpoint,
         server.name(),
         server.endpoint().unwrap()
-    );
-    std::io::stdout().flush().unwrap();
-    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    ));
     server.close();
     // The raw server's thread may still wait in a receive: ending the
     // process here does not wait for its context.

@@ -18,8 +18,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use bilateral::testkit::zmq::{Context, Message, PollItem, SendFlags, Socket, SocketType, poll};
@@ -172,28 +171,14 @@ fn in_one_process(n: usize, rounds: usize, shared: bool) {
 fn in_processes(n: usize, rounds: usize) {
     let raw = RawFanout::hub();
     let endpoint = raw.router.last_endpoint().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let mut children: Vec<Child> = Vec::new();
     let mut endpoints = Vec::new();
     let started = Instant::now();
     for i in 0..n {
-        let mut child = Command::new(&exe)
-            .env(CHILD_ENV, &endpoint)
-            .env(INDEX_ENV, i.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("the benchmark starts itself as a child");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (child, words) =
+            spawn_self(&[(CHILD_ENV, endpoint.clone()), (INDEX_ENV, i.to_string())]);
         children.push(child);
-        let Some(node_endpoint) = line.trim().strip_prefix("READY ") else {
-            println!("child {i} did not start: {line:?}");
-            break;
-        };
-        endpoints.push(node_endpoint.to_string());
+        endpoints.push(words.first().cloned().unwrap_or_default());
     }
     if endpoints.len() < n {
         stop(children);
@@ -241,8 +226,7 @@ fn in_processes(n: usize, rounds: usize) {
 /// Closes the children's stdin (they close their node and exit) and waits.
 fn stop(children: Vec<Child>) {
     for mut c in children {
-        drop(c.stdin.take());
-        let _ = c.wait();
+        stop_child(&mut c);
     }
 }
 
@@ -277,9 +261,7 @@ fn child(raw_endpoint: &str) {
             }
         }
     });
-    println!("READY {}", node.endpoint().unwrap());
-    std::io::stdout().flush().unwrap();
-    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    ready_and_wait(node.endpoint().unwrap());
     node.close();
 }
 
@@ -423,28 +405,6 @@ impl RawFanout {
         }
         summarize(samples)
     }
-}
-
-struct Latency {
-    p50: Duration,
-    p99: Duration,
-}
-
-fn summarize(mut samples: Vec<Duration>) -> Latency {
-    samples.sort_unstable();
-    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
-    Latency {
-        p50: at(0.50),
-        p99: at(0.99),
-    }
-}
-
-fn spin() -> Duration {
-    let us = std::env::var("BILATERAL_SPIN_US")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
-    Duration::from_micros(us)
 }
 
 // ---- /proc --------------------------------------------------------------

@@ -17,8 +17,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -84,20 +84,11 @@ fn main() {
             raw_time += raw_one_way(curve, s.bytes);
             stream_time += stream_one_way(&client, server.name(), s.bytes);
         }
-        let total = (s.bytes * ROUNDS) as f64;
-        let raw = total / raw_time.as_secs_f64() / 1e6;
-        let stream = total / stream_time.as_secs_f64() / 1e6;
-        println!(
-            "{:<48} {:>12.0} {:>7.2}x",
-            format!("raw libzmq, 64 KiB messages ({mode})"),
-            raw,
-            1.0
-        );
-        println!(
-            "{:<48} {:>12.0} {:>7.2}x",
-            format!("bilateral stream ({mode})"),
-            stream,
-            stream / raw
+        throughput(
+            &format!("64 KiB messages, {mode}"),
+            s.bytes,
+            raw_time,
+            stream_time,
         );
     }
     for curve in [false, true] {
@@ -112,21 +103,7 @@ fn main() {
             raw_time += remote.raw_one_way(s.bytes);
             stream_time += stream_one_way(&remote.client, &remote.server, s.bytes);
         }
-        let total = (s.bytes * ROUNDS) as f64;
-        let raw = total / raw_time.as_secs_f64() / 1e6;
-        let stream = total / stream_time.as_secs_f64() / 1e6;
-        println!(
-            "{:<48} {:>12.0} {:>7.2}x",
-            format!("raw libzmq ({mode})"),
-            raw,
-            1.0
-        );
-        println!(
-            "{:<48} {:>12.0} {:>7.2}x",
-            format!("bilateral stream ({mode})"),
-            stream,
-            stream / raw
-        );
+        throughput(mode, s.bytes, raw_time, stream_time);
     }
     println!();
 
@@ -184,6 +161,26 @@ fn main() {
     println!("target: stream throughput >= 0.85x raw libzmq, plaintext and CURVE");
 }
 
+/// Prints raw libzmq's and the stream's throughput over `ROUNDS` runs of
+/// `bytes` each.
+fn throughput(mode: &str, bytes: usize, raw_time: Duration, stream_time: Duration) {
+    let total = (bytes * ROUNDS) as f64;
+    let raw = total / raw_time.as_secs_f64() / 1e6;
+    let stream = total / stream_time.as_secs_f64() / 1e6;
+    println!(
+        "{:<48} {:>12.0} {:>7.2}x",
+        format!("raw libzmq ({mode})"),
+        raw,
+        1.0
+    );
+    println!(
+        "{:<48} {:>12.0} {:>7.2}x",
+        format!("bilateral stream ({mode})"),
+        stream,
+        stream / raw
+    );
+}
+
 /// A receiver in a child process (a node with the sink, and a raw ROUTER
 /// that counts until "end"), and this process's senders to both.
 struct Remote {
@@ -197,25 +194,16 @@ struct Remote {
 impl Remote {
     fn start(curve: bool) -> Remote {
         let keys = curve.then(|| (keys(), keys()));
-        let mut command = Command::new(std::env::current_exe().unwrap());
-        match &keys {
-            None => command.env(SERVER_ENV, "plain"),
-            Some((server, client)) => command
-                .env(SERVER_ENV, server.secret_z85())
-                .env(CLIENT_ENV, client.public().to_z85()),
+        let envs = match &keys {
+            None => vec![(SERVER_ENV, "plain".to_string())],
+            Some((server, client)) => vec![
+                (SERVER_ENV, server.secret_z85()),
+                (CLIENT_ENV, client.public().to_z85()),
+            ],
         };
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("the benchmark starts itself as the receiver");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let ["READY", raw_endpoint, server, node_endpoint] = words[..] else {
-            panic!("the receiver did not start: {line:?}");
+        let (child, words) = spawn_self(&envs);
+        let [raw_endpoint, server, node_endpoint] = &words[..] else {
+            panic!("the receiver said {words:?}");
         };
         let ctx = Context::new().unwrap();
         let dealer = ctx.socket(SocketType::Dealer).unwrap();
@@ -263,8 +251,7 @@ impl Remote {
 
 impl Drop for Remote {
     fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
+        stop_child(&mut self.child);
     }
 }
 
@@ -301,13 +288,11 @@ fn receive_in_child(mode: &str) {
     };
     let server = builder.listen("tcp://127.0.0.1:*").start().unwrap();
     serve_sink(&server);
-    println!(
-        "READY {raw_endpoint} {} {}",
+    ready_and_wait(&format!(
+        "{raw_endpoint} {} {}",
         server.name(),
         server.endpoint().unwrap()
-    );
-    std::io::stdout().flush().unwrap();
-    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    ));
     server.close();
     // The raw receiver's thread waits in a receive: end the process here
     // rather than wait for its context.

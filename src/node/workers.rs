@@ -304,13 +304,7 @@ pub(crate) fn run(registry: &Registry, job: Job, report: &Report, free: &dyn Fn(
         free();
         return report.send(job.done(outcome));
     };
-    let ctx = CallContext {
-        peer: job.peer.clone(),
-        incarnation: job.incarnation,
-        request_id: job.request_id,
-        method: job.method.clone(),
-        deadline: job.deadline,
-    };
+    let ctx = context(&job);
     match handler {
         Handler::Sync(handler) | Handler::Inline(handler) => {
             let result = catch_unwind(AssertUnwindSafe(|| handler(&ctx, &job.args)));
@@ -335,19 +329,24 @@ pub(crate) fn run(registry: &Registry, job: Job, report: &Report, free: &dyn Fn(
     }
 }
 
+/// What the handler of `job` learns of it.
+fn context(job: &Job) -> CallContext {
+    CallContext {
+        peer: job.peer.clone(),
+        incarnation: job.incarnation,
+        request_id: job.request_id,
+        method: job.method.clone(),
+        deadline: job.deadline,
+    }
+}
+
 /// Runs a handler declared non-blocking here and now (on the reactor), and
 /// says how it ended.
 pub(crate) fn run_inline(handler: &ErasedHandler, job: Job) -> JobDone {
     if job.deadline.is_some_and(|d| Instant::now() >= d) {
         return job.done(JobOutcome::Expired);
     }
-    let ctx = CallContext {
-        peer: job.peer.clone(),
-        incarnation: job.incarnation,
-        request_id: job.request_id,
-        method: job.method.clone(),
-        deadline: job.deadline,
-    };
+    let ctx = context(&job);
     let result = catch_unwind(AssertUnwindSafe(|| handler(&ctx, &job.args)));
     let outcome = outcome(&job, result);
     job.done(outcome)
