@@ -33,10 +33,12 @@
 //! - At the root: the [`Node`] and its [`NodeBuilder`], calls ([`To`],
 //!   [`PendingCall`], [`Responses`], [`CallError`]), handlers
 //!   ([`CallContext`], [`HandlerError`]), membership ([`Events`],
-//!   [`PeerEvent`], [`PeerInfo`]), settings ([`Timers`], [`Limits`]) and errors.
+//!   [`PeerEvent`], [`PeerInfo`]), settings ([`Timers`], [`Limits`]), what
+//!   nodes of one process can share ([`Context`], [`HandlerPool`]) and errors.
 //! - [`channel`]: replicated key-value channels.
 //! - [`registry`]: entries owned by node sessions, gone when their owner is.
-//! - [`discovery`]: a node given one seed joins the whole mesh.
+//! - [`discovery`]: a node given one seed joins the whole mesh (or, on a
+//!   LAN, none: the [`Beacon`]).
 //! - [`stream`]: data connections, byte streams between two nodes.
 //! - [`security`]: CURVE keys and key files.
 //! - `testkit` and `faults` (with the `testkit` feature): in-process test
@@ -52,7 +54,9 @@
 //! `unsafe` code), the wire protocol (`PROTOCOL.md`), a sans-IO core of
 //! state machines that take events and the current time and return actions,
 //! and the I/O shell: one reactor thread per node that owns every socket,
-//! and a bounded worker pool for handlers.
+//! and a bounded pool of handler threads, started as calls need them
+//! (handlers declared non-blocking run on the reactor itself:
+//! [`Node::register_inline`]).
 //!
 //! ## Guarantees
 //!
