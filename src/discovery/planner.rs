@@ -355,6 +355,17 @@ mod tests {
         std::iter::from_fn(|| p.poll_action()).collect()
     }
 
+    /// The registry shows `peer` (allowed) at one endpoint.
+    fn show(p: &mut Planner, peer: impl AsRef<str>, endpoint: impl Into<String>, now: Instant) {
+        p.handle_node(
+            peer.as_ref(),
+            vec![endpoint.into()],
+            true,
+            Source::Registry,
+            now,
+        );
+    }
+
     fn connects(plans: &[Plan]) -> Vec<String> {
         plans
             .iter()
@@ -370,33 +381,20 @@ mod tests {
         let now = Instant::now();
         let mut p = planner(ConnectPolicy::Full);
         for i in 0..5 {
-            p.handle_node(
-                &format!("n{i}"),
-                vec![format!("tcp://127.0.0.1:{}", 1000 + i)],
-                true,
-                Source::Registry,
+            show(
+                &mut p,
+                format!("n{i}"),
+                format!("tcp://127.0.0.1:{}", 1000 + i),
                 now,
             );
         }
-        p.handle_node(
-            "me",
-            vec!["tcp://127.0.0.1:1".into()],
-            true,
-            Source::Registry,
-            now,
-        );
+        show(&mut p, "me", "tcp://127.0.0.1:1", now);
         p.handle_timeout(now);
         let mut dialled = connects(&drain(&mut p));
         dialled.sort();
         assert_eq!(dialled, ["n0", "n1", "n2", "n3", "n4"]);
         // Shown again (an update): not dialled twice.
-        p.handle_node(
-            "n0",
-            vec!["tcp://127.0.0.1:1000".into()],
-            true,
-            Source::Registry,
-            now,
-        );
+        show(&mut p, "n0", "tcp://127.0.0.1:1000", now);
         p.handle_timeout(now);
         assert!(connects(&drain(&mut p)).is_empty());
         assert_eq!(p.stats().dialled, 5);
@@ -409,13 +407,7 @@ mod tests {
         p.handle_joined("seed");
         p.add_seed("seed");
         for i in 0..10 {
-            p.handle_node(
-                &format!("n{i}"),
-                vec![format!("ipc:///tmp/n{i}")],
-                true,
-                Source::Registry,
-                now,
-            );
+            show(&mut p, format!("n{i}"), format!("ipc:///tmp/n{i}"), now);
         }
         p.handle_timeout(now);
         assert_eq!(
@@ -424,13 +416,7 @@ mod tests {
             "the seed is one of the three"
         );
         let mut q = planner(ConnectPolicy::SeedsOnly);
-        q.handle_node(
-            "n0",
-            vec!["ipc:///tmp/n0".into()],
-            true,
-            Source::Registry,
-            now,
-        );
+        show(&mut q, "n0", "ipc:///tmp/n0", now);
         q.handle_timeout(now);
         assert!(drain(&mut q).is_empty());
     }
@@ -464,11 +450,10 @@ mod tests {
         );
         assert_eq!(p.stats().refused, 3);
         for i in 0..50 {
-            p.handle_node(
-                &format!("n{i:02}"),
-                vec![format!("tcp://127.0.0.1:{}", 2000 + i)],
-                true,
-                Source::Registry,
+            show(
+                &mut p,
+                format!("n{i:02}"),
+                format!("tcp://127.0.0.1:{}", 2000 + i),
                 now,
             );
         }
@@ -496,20 +481,8 @@ mod tests {
     fn a_node_gone_for_forget_after_is_forgotten_unless_back() {
         let now = Instant::now();
         let mut p = planner(ConnectPolicy::Full);
-        p.handle_node(
-            "x",
-            vec!["tcp://127.0.0.1:9".into()],
-            true,
-            Source::Registry,
-            now,
-        );
-        p.handle_node(
-            "y",
-            vec!["tcp://127.0.0.1:10".into()],
-            true,
-            Source::Registry,
-            now,
-        );
+        show(&mut p, "x", "tcp://127.0.0.1:9", now);
+        show(&mut p, "y", "tcp://127.0.0.1:10", now);
         p.handle_timeout(now);
         drain(&mut p);
         p.handle_joined("x");
@@ -554,13 +527,7 @@ mod tests {
         let now = Instant::now();
         // "me" sorts after "a": a is expected to dial; me waits DIAL_GRACE.
         let mut p = planner(ConnectPolicy::Full);
-        p.handle_node(
-            "a",
-            vec!["tcp://127.0.0.1:9".into()],
-            true,
-            Source::Registry,
-            now,
-        );
+        show(&mut p, "a", "tcp://127.0.0.1:9", now);
         p.handle_timeout(now);
         assert!(drain(&mut p).is_empty());
         assert_eq!(p.poll_timeout(), Some(now + DIAL_GRACE));
@@ -569,13 +536,7 @@ mod tests {
         p.handle_timeout(now + DIAL_GRACE);
         assert!(drain(&mut p).is_empty());
         // Another that did not: dialled after the grace.
-        p.handle_node(
-            "b",
-            vec!["tcp://127.0.0.1:10".into()],
-            true,
-            Source::Registry,
-            now,
-        );
+        show(&mut p, "b", "tcp://127.0.0.1:10", now);
         p.handle_timeout(now + DIAL_GRACE);
         assert_eq!(connects(&drain(&mut p)), ["b"]);
     }

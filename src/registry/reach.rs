@@ -267,8 +267,13 @@ impl Reach {
 
     fn walk(&mut self, queue: &mut VecDeque<Id>, note: bool) {
         while let Some(x) = queue.pop_front() {
-            let lists = self.slot(x).map(|s| s.lists.clone()).unwrap_or_default();
-            for y in lists {
+            // By index: marking others changes no one's list, and the walk
+            // copies none.
+            let listed = self.slot(x).map_or(0, |s| s.lists.len());
+            for i in 0..listed {
+                let Some(&y) = self.slot(x).and_then(|s| s.lists.get(i)) else {
+                    break;
+                };
                 if !self.reached_id(y) && self.lists_id(y, x) && self.mark(y, queue) && note {
                     if let Some(s) = self.slot(y) {
                         self.flipped.push(s.owner.clone());
