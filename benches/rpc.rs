@@ -15,6 +15,7 @@
 //! cargo bench --bench rpc -- --quick            # a smoke run
 //! BILATERAL_SPIN_US=0 cargo bench --bench rpc   # reactor spin off (default 50)
 //! BILATERAL_INLINE=1 cargo bench --bench rpc    # the server's echo on its reactor
+//! cargo bench --bench rpc -- --fanout           # only the multicast (16 peers / 1)
 //! ```
 
 mod common;
@@ -75,14 +76,25 @@ fn main() {
         return;
     }
 
+    if !std::env::args().any(|a| a == "--fanout") {
+        calls(&s);
+    }
+    fanout_table(&s);
+    println!(
+        "targets: call p50 <= 1.0x raw; pipelined >= 0.50x raw (CURVE 0.70x); 16-peer multicast <= 3x one peer"
+    );
+}
+
+/// Round trips and pipelined calls: one process, then two.
+fn calls(s: &Settings) {
     let raw = RawEcho::start(None);
     let (client, server) = pair(None);
-    compare("plaintext", &s, &raw, &client);
+    compare("plaintext", s, &raw, &client);
     drop((raw, client, server));
 
     let raw = RawEcho::start(Some((keys(), keys())));
     let (client, server) = pair(Some((keys(), keys())));
-    compare("CURVE", &s, &raw, &client);
+    compare("CURVE", s, &raw, &client);
     drop((raw, client, server));
 
     println!("client and server in separate processes");
@@ -94,25 +106,47 @@ fn main() {
             "plaintext, 2 processes"
         };
         let remote = Remote::start(curve);
-        compare(mode, &s, &remote.raw, &remote.client);
+        compare(mode, s, &remote.raw, &remote.client);
     }
+}
 
+/// The multicast call to 16 peers against one, beside raw libzmq's.
+fn fanout_table(s: &Settings) {
     let (one, sixteen) = fanout(s.fanout_rounds);
+    let (raw_one, raw_sixteen) = raw_fanout(s.fanout_rounds);
     println!(
-        "{:<44} {:>10} {:>10}",
-        "multicast call (plaintext)", "p50", "ratio"
+        "{:<44} {:>10} {:>10} {:>10}",
+        "multicast call (plaintext)", "p50", "ratio", "vs raw"
     );
-    println!("{:<44} {:>10} {:>9.2}x", "to 1 peer", fmt(one.p50), 1.0);
     println!(
-        "{:<44} {:>10} {:>9.2}x",
-        "to all of 16 peers",
+        "{:<44} {:>10} {:>9.2}x {:>9.2}x",
+        "raw libzmq: to 1 echo",
+        fmt(raw_one.p50),
+        1.0,
+        1.0
+    );
+    println!(
+        "{:<44} {:>10} {:>9.2}x {:>9.2}x",
+        "raw libzmq: to each of 16 echoes",
+        fmt(raw_sixteen.p50),
+        ratio(raw_sixteen.p50, raw_one.p50),
+        1.0
+    );
+    println!(
+        "{:<44} {:>10} {:>9.2}x {:>9.2}x",
+        "bilateral: to 1 peer",
+        fmt(one.p50),
+        1.0,
+        ratio(one.p50, raw_one.p50)
+    );
+    println!(
+        "{:<44} {:>10} {:>9.2}x {:>9.2}x",
+        "bilateral: to all of 16 peers",
         fmt(sixteen.p50),
-        ratio(sixteen.p50, one.p50)
+        ratio(sixteen.p50, one.p50),
+        ratio(sixteen.p50, raw_sixteen.p50)
     );
     println!();
-    println!(
-        "targets: call p50 <= 1.25x raw; pipelined >= 0.50x raw; 16-peer multicast <= 4x one peer"
-    );
 }
 
 /// Latency and pipelined throughput of `client`'s calls against `raw`.
@@ -523,6 +557,47 @@ async fn async_pipelined(client: &Node, n: usize) -> Duration {
         }
     }
     started.elapsed()
+}
+
+/// Raw libzmq's multicast: one DEALER to each of 16 echo servers (each
+/// with its context and thread, as each node has), a message sent on all
+/// and every reply received; against one server alone.
+fn raw_fanout(rounds: usize) -> (Latency, Latency) {
+    let servers: Vec<_> = (0..16).map(|_| RawServer::start(None)).collect();
+    let ctx = Context::new().unwrap();
+    let dealers: Vec<_> = servers
+        .iter()
+        .map(|server| {
+            let dealer = ctx.socket(SocketType::Dealer).unwrap();
+            dealer.connect(&server.endpoint).unwrap();
+            dealer
+        })
+        .collect();
+    let payload = [7u8; PAYLOAD];
+    let mut reply = Message::new();
+    let mut measure = |to: &[Socket], n: usize, samples: &mut Vec<Duration>| {
+        for _ in 0..n {
+            let t = Instant::now();
+            for dealer in to {
+                dealer.send(&payload, SendFlags::NONE).unwrap();
+            }
+            for dealer in to {
+                dealer.recv(&mut reply, false).unwrap();
+            }
+            samples.push(t.elapsed());
+        }
+    };
+    let per_chunk = rounds / CHUNKS;
+    let (mut one, mut all) = (Vec::new(), Vec::new());
+    for _ in 0..CHUNKS {
+        measure(&dealers[..1], per_chunk, &mut one);
+        measure(&dealers, per_chunk, &mut all);
+    }
+    for dealer in &dealers {
+        let _ = dealer.send(&[], SendFlags::NONE);
+    }
+    drop(servers);
+    (summarize(one), summarize(all))
 }
 
 fn fanout(rounds: usize) -> (Latency, Latency) {
