@@ -44,6 +44,9 @@
 //! - `testkit` and `faults` (with the `testkit` feature): in-process test
 //!   meshes, fault injection, [`Node::kill`](crate::Node), and the raw
 //!   ZeroMQ binding for tests that speak the protocol by hand.
+//! - With the `metrics` feature: calls, traffic, peers, drops, queues and the
+//!   built-in services' sizes through the `metrics` facade (README
+//!   "Metrics").
 //!
 //! Every wait exists blocking and async: [`PendingCall`] is a `Future`,
 //! [`Events`] and [`channel::Watch`] are `futures_core::Stream`s, the stream

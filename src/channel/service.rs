@@ -172,6 +172,10 @@ impl BuiltIn for Hub {
         vec![
             ("channels", slots.len() as u64),
             (
+                "entries",
+                slots.values().map(|s| s.replica.len() as u64).sum(),
+            ),
+            (
                 "watchers",
                 slots.values().map(|s| s.watchers.len() as u64).sum(),
             ),

@@ -188,6 +188,7 @@ impl Job {
             incarnation: self.incarnation,
             link: self.link,
             request_id: self.request_id,
+            method: self.method,
             outcome,
         }
     }
@@ -206,6 +207,8 @@ pub struct JobDone {
     pub link: Link,
     /// The job's request id.
     pub request_id: Option<u64>,
+    /// The job's method.
+    pub method: String,
     /// How it ended.
     pub outcome: JobOutcome,
     /// The bytes the job held against its peer's memory (see [`Job::done`]).

@@ -48,7 +48,6 @@ pub use config::{Limits, MeshConfig, Timers};
 pub(crate) use errors::encode_typed_error;
 pub use errors::{CallError, RemoteError, Side, StreamError};
 pub use events::{LostReason, PeerEvent, Rejection};
-#[cfg(test)]
 pub use mesh::Purpose;
 pub use mesh::{
     Action, Delivery, Job, JobDone, JobOutcome, Mesh, Origin, Runner, SendFailure, Transmit,

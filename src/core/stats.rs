@@ -82,6 +82,41 @@ pub struct NodeStats {
 }
 
 impl NodeStats {
+    /// Every counter of something dropped or refused, by its field's name
+    /// (all but `frames_in`, `frames_out`, `calls_cancelled` and the
+    /// services'), for exporting them one series per reason.
+    pub fn drops(&self) -> [(&'static str, u64); 27] {
+        [
+            ("malformed", self.malformed),
+            ("wrong_frame_count", self.wrong_frame_count),
+            ("oversized", self.oversized),
+            ("unknown_sender", self.unknown_sender),
+            ("bad_routing_id", self.bad_routing_id),
+            ("stale_incarnation", self.stale_incarnation),
+            ("late_replies", self.late_replies),
+            ("requests_refused", self.requests_refused),
+            ("casts_dropped", self.casts_dropped),
+            ("duplicate_requests", self.duplicate_requests),
+            ("requests_expired", self.requests_expired),
+            ("send_failures", self.send_failures),
+            ("joins_refused", self.joins_refused),
+            ("replies_orphaned", self.replies_orphaned),
+            ("unauthorized", self.unauthorized),
+            ("identity_mismatch", self.identity_mismatch),
+            ("handshakes_failed", self.handshakes_failed),
+            ("streams_refused", self.streams_refused),
+            ("streams_broken", self.streams_broken),
+            ("stream_frames_dropped", self.stream_frames_dropped),
+            ("fragments_dropped", self.fragments_dropped),
+            ("reassembly_refused", self.reassembly_refused),
+            ("transfers_refused", self.transfers_refused),
+            ("transfers_abandoned", self.transfers_abandoned),
+            ("memory_refused", self.memory_refused),
+            ("replies_refused", self.replies_refused),
+            ("requests_withdrawn", self.requests_withdrawn),
+        ]
+    }
+
     /// The counters of the built-in service `name` (such as `"channel"`), if
     /// it runs on the node.
     pub fn service(&self, name: &str) -> Option<&ServiceStats> {

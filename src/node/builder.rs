@@ -612,6 +612,7 @@ impl NodeBuilder {
                 self.limits.chunk_size,
                 name.as_str(),
             ),
+            metrics: super::metrics::NodeMetrics::new(name.as_str()),
         };
         let thread = std::thread::Builder::new()
             .name(format!("bilateral-reactor-{name}"))

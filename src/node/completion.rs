@@ -31,6 +31,7 @@ use std::time::Instant;
 use crossbeam_utils::Backoff;
 use parking_lot::{Condvar, Mutex};
 
+use super::metrics::CallMeter;
 use crate::core::Outcome;
 
 /// Rounds of the spin a future does before it yields (1 + 2 + … + 2^6 =
@@ -273,7 +274,7 @@ pub(crate) struct CallSink {
 }
 
 #[derive(Debug)]
-struct SinkAlive(Arc<Completion>);
+struct SinkAlive(Arc<Completion>, CallMeter);
 
 impl Drop for SinkAlive {
     fn drop(&mut self) {
@@ -282,11 +283,21 @@ impl Drop for SinkAlive {
 }
 
 impl CallSink {
-    pub(crate) fn new(completion: Arc<Completion>, slots: Option<Arc<[usize]>>) -> Self {
+    /// The sink of a call of `method` (the method names its metrics).
+    pub(crate) fn new(
+        completion: Arc<Completion>,
+        slots: Option<Arc<[usize]>>,
+        method: &str,
+    ) -> Self {
         CallSink {
-            alive: Arc::new(SinkAlive(completion)),
+            alive: Arc::new(SinkAlive(completion, CallMeter::start(method))),
             slots,
         }
+    }
+
+    /// The call's method and start, for its metrics.
+    pub(crate) fn meter(&self) -> &CallMeter {
+        &self.alive.1
     }
 
     /// The completion this sink fills.
@@ -314,7 +325,7 @@ mod tests {
     #[test]
     fn the_last_outcome_completes_the_call() {
         let c = Completion::new(vec![None, Some(Ok(vec![1])), None]);
-        let sink = CallSink::new(c.clone(), Some(Arc::from([0, 2])));
+        let sink = CallSink::new(c.clone(), Some(Arc::from([0, 2])), "m");
         sink.deliver(0, Ok(vec![0]));
         assert_eq!(c.wait_until(Instant::now()), Ended::TimedOut);
         sink.deliver(1, Err(CallError::Timeout));
@@ -332,7 +343,7 @@ mod tests {
     #[test]
     fn a_slot_is_filled_once() {
         let c = Completion::new(vec![None]);
-        let sink = CallSink::new(c.clone(), None);
+        let sink = CallSink::new(c.clone(), None, "m");
         sink.deliver(0, Ok(vec![1]));
         sink.deliver(0, Ok(vec![2]));
         sink.deliver(7, Ok(vec![3]));
@@ -342,7 +353,7 @@ mod tests {
     #[test]
     fn dropping_every_sink_closes_an_incomplete_call() {
         let c = Completion::new(vec![None, None]);
-        let sink = CallSink::new(c.clone(), None);
+        let sink = CallSink::new(c.clone(), None, "m");
         let clone = sink.clone();
         sink.deliver(0, Ok(vec![]));
         drop(sink);
@@ -355,7 +366,7 @@ mod tests {
     #[test]
     fn a_blocking_wait_is_woken_by_another_thread() {
         let c = Completion::new(vec![None]);
-        let sink = CallSink::new(c.clone(), None);
+        let sink = CallSink::new(c.clone(), None, "m");
         let filler = std::thread::spawn(move || sink.deliver(0, Ok(vec![9])));
         let far = Instant::now() + Duration::from_secs(3600);
         assert_eq!(c.wait_until(far), Ended::Complete);

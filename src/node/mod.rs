@@ -11,6 +11,7 @@ mod directory;
 mod events;
 mod handlers;
 pub(crate) mod membership;
+mod metrics;
 mod queue;
 mod reactor;
 pub(crate) mod services;
@@ -563,7 +564,11 @@ impl Node {
         if targets.is_empty() {
             return Ok(pending);
         }
-        let sink = CallSink::new(completion, remapped.then(|| Arc::from(indices.clone())));
+        let sink = CallSink::new(
+            completion,
+            remapped.then(|| Arc::from(indices.clone())),
+            method,
+        );
         let command = Command::Call {
             targets,
             method: method.to_string(),

@@ -73,6 +73,8 @@ pub(crate) struct Reactor {
     pub faults: Option<FaultInjector<Faulted>>,
     /// Live streams and stream services.
     pub streams: StreamHost,
+    /// What the node reports with the `metrics` feature (else nothing).
+    pub metrics: super::metrics::NodeMetrics,
 }
 
 /// A message in the hands of the fault injector.
@@ -181,6 +183,7 @@ impl Reactor {
             self.streams.drain(&mut self.mesh, now);
             self.mesh.handle_timeout(now);
             active |= self.execute();
+            self.metrics.sample(&self.mesh, now);
             // After work, under light load, spin for a window (spin.rs):
             // when a handler's result or a reply is expected, or as a scored
             // speculation that the peer just served calls again. Under load
@@ -307,6 +310,8 @@ impl Reactor {
         now: Instant,
     ) {
         let parts: Vec<&[u8]> = frames.iter().map(Message::as_bytes).collect();
+        // The protocol frame (a ROUTER message also has the sender's id).
+        self.metrics.received(parts.last().map_or(0, |p| p.len()));
         if self.faults.is_some() {
             let peer = match dealer {
                 Some(peer) => peer.to_string(),
@@ -331,6 +336,7 @@ impl Reactor {
         };
         let delivery = self.mesh.handle_inbound(origin, &parts, total, now);
         if let (Some(d), Some(body)) = (delivery, frames.pop()) {
+            self.metrics.stream_received(d.range.len());
             self.streams.deliver(d.stream, Chunk::Frame(body, d.range));
         }
     }
@@ -411,6 +417,7 @@ impl Reactor {
     fn drain_done(&mut self, now: Instant) -> bool {
         let mut any = false;
         while let Ok(done) = self.done.try_recv() {
+            self.metrics.served(&done.method, &done);
             self.mesh.handle_job_done(done, now);
             any = true;
         }
@@ -578,6 +585,7 @@ impl Reactor {
                 if job.runner == Runner::Workers {
                     if let Some(handler) = self.handlers.inline(&job.method) {
                         let done = super::workers::run_inline(&*handler, job);
+                        self.metrics.served(&done.method, &done);
                         self.mesh.handle_job_done(done, Instant::now());
                         return;
                     }
@@ -596,7 +604,10 @@ impl Reactor {
                 completion,
                 index,
                 outcome,
-            } => completion.deliver(index, outcome),
+            } => {
+                self.metrics.call_ended(completion.meter(), &outcome);
+                completion.deliver(index, outcome);
+            }
             Action::IncomingStream(incoming) => self.streams.incoming(&mut self.mesh, incoming),
             Action::Stream { id, signal } => self.streams.signal(id, signal),
         }
@@ -650,6 +661,7 @@ impl Reactor {
                 };
                 let delivery = self.mesh.handle_inbound(origin, &parts, r.total, now);
                 if let (Some(Delivery { stream, range }), Some(body)) = (delivery, r.frames.pop()) {
+                    self.metrics.stream_received(range.len());
                     self.streams.deliver(stream, Chunk::Bytes(body, range));
                 }
             }
@@ -692,6 +704,7 @@ impl Reactor {
             frame,
             purpose,
         } = t;
+        let bytes = frame.len();
         // On failure, the error and the frame (given back to the core,
         // which may offer it again).
         let result: Result<(), (Option<crate::zmq::Error>, Vec<u8>)> = match link {
@@ -715,6 +728,9 @@ impl Reactor {
                 }
             }
         };
+        if result.is_ok() {
+            self.metrics.sent(bytes, purpose);
+        }
         if let Err((error, frame)) = result {
             let failure = match error {
                 Some(e) if e.is_again() => SendFailure::QueueFull,

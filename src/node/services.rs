@@ -248,6 +248,8 @@ impl Services {
 fn run(node: &WeakNode, inputs: &Inputs) {
     let mut next = Instant::now();
     let mut asked = true;
+    // When the services' figures last went to the metrics (feature `metrics`).
+    let mut reported: Option<Instant> = None;
     loop {
         if asked || Instant::now() >= next {
             asked = false;
@@ -265,6 +267,10 @@ fn run(node: &WeakNode, inputs: &Inputs) {
                 .min()
                 .unwrap_or(now + MAX_SLEEP)
                 .min(now + MAX_SLEEP);
+            if reported.is_none_or(|t| now.duration_since(t) >= MAX_SLEEP) {
+                reported = Some(now);
+                super::metrics::services(node.name(), &node.inner.services.stats());
+            }
         }
         select! {
             recv(inputs.jobs) -> job => match job {

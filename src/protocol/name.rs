@@ -107,6 +107,13 @@ impl TryFrom<String> for NodeName {
     }
 }
 
+impl std::str::FromStr for NodeName {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, NameError> {
+        NodeName::new(s)
+    }
+}
+
 /// The name of a registered method: 1 to 255 bytes of UTF-8 without control
 /// characters, such as `"Arith.SumDiff"`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
