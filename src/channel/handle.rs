@@ -411,4 +411,12 @@ impl<V: Serialize + DeserializeOwned> Channel<V> {
         self.hub
             .with_replica(&self.name, None, |slot| slot.replica.peers())
     }
+
+    /// Whether this replica holds every entry `peer` had when it answered
+    /// this replica's last pull (and no pull to it is under way): what a
+    /// reader that just peered waits for before it trusts [`Channel::get`].
+    pub fn synced_with(&self, peer: &str) -> bool {
+        self.hub
+            .with_replica(&self.name, None, |slot| slot.replica.synced_with(peer))
+    }
 }

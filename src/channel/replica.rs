@@ -323,6 +323,14 @@ impl Replica {
         &self.channel
     }
 
+    /// Whether the last pull from `peer` was answered in full and none is
+    /// under way (see [`Channel::synced_with`](crate::channel::Channel::synced_with)).
+    pub fn synced_with(&self, peer: &str) -> bool {
+        self.peers
+            .get(peer)
+            .is_some_and(|p| p.their_id != 0 && p.in_flight.is_none())
+    }
+
     /// The value of `key`, if present (not removed).
     pub fn get(&self, key: &str) -> Option<&[u8]> {
         self.entries.get(key).and_then(|e| e.value.as_deref())

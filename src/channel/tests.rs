@@ -249,6 +249,33 @@ fn a_peer_back_from_a_partition_gets_only_what_changed() {
 }
 
 #[test]
+fn a_replica_is_synced_with_a_peer_only_once_its_last_page_is_in() {
+    let mut net = Net::new(2, &[]);
+    net.replicas[0].cfg.page_entries = 10;
+    for i in 0..25 {
+        net.write(0, vec![(&format!("k{i}"), Some(b"v"))]);
+    }
+    net.replicas[0].peer("r1", Permission::ReadWrite, true, net.now);
+    assert!(!net.replicas[1].synced_with("r0"), "not peered yet");
+    net.replicas[1].peer("r0", Permission::ReadWrite, true, net.now);
+    net.advance(Duration::from_millis(1)); // the first pull is due
+    assert!(!net.replicas[1].synced_with("r0"), "nothing answered yet");
+    // Deliver one message at a time: until the third page is in, not synced.
+    loop {
+        net.collect();
+        let Some((from, to, out)) = net.queue.pop_front() else {
+            break;
+        };
+        net.deliver(from, to, out);
+        if net.replicas[1].synced_with("r0") {
+            assert_eq!(net.replicas[1].len(), 25, "synced before the last page");
+        }
+    }
+    assert!(net.replicas[1].synced_with("r0"));
+    assert!(!net.replicas[1].synced_with("r9"), "a stranger");
+}
+
+#[test]
 fn pulls_come_in_pages_that_never_split_a_change() {
     let mut net = Net::new(2, &[(0, 1)]);
     net.replicas[0].cfg.page_entries = 10;

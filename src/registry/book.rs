@@ -275,6 +275,19 @@ impl Book {
         self.wanted.len()
     }
 
+    /// Whether this book holds the record of `peer`'s current session and
+    /// wants no record from anyone (see `Registry::caught_up`).
+    pub(crate) fn caught_up(&self, peer: &str) -> bool {
+        let Some(&incarnation) = self.sessions.get(peer) else {
+            return false;
+        };
+        self.wanted.is_empty()
+            && self.records.contains_key(&Owner {
+                name: peer.to_string(),
+                incarnation,
+            })
+    }
+
     /// Peers in session.
     pub(crate) fn sessions(&self) -> usize {
         self.sessions.len()

@@ -162,6 +162,15 @@ impl Registry {
         self.entries(|k| k.0 == collection)
     }
 
+    /// Whether this node has `peer`'s record (the entries it owns, as of its
+    /// latest change to reach here) and is waiting for no record from any
+    /// peer: what a node that just joined waits for before it trusts a
+    /// [`Registry::list`] of what `peer` knows. Records further away keep
+    /// arriving by anti-entropy.
+    pub fn caught_up(&self, peer: &str) -> bool {
+        self.service.view(|book| book.caught_up(peer))
+    }
+
     /// The collections with a visible entry, sorted.
     pub fn collections(&self) -> Vec<String> {
         let mut names: Vec<String> = self

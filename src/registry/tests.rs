@@ -350,6 +350,22 @@ fn an_entry_reaches_every_node_of_a_full_mesh_and_leaves_with_its_owner() {
 }
 
 #[test]
+fn a_newcomer_is_caught_up_with_a_peer_once_it_holds_its_record() {
+    // n0 - n1 (n2 starts alone, then joins n1).
+    let mut sim = Sim::new(3, [(0, 1)]);
+    sim.register(0, "svc", "x", b"1").unwrap();
+    sim.advance(Duration::from_millis(50));
+    assert!(!sim.node(2).book.caught_up(&name(1)), "no session yet");
+    sim.edges.insert((1, 2));
+    sim.sessions();
+    assert!(!sim.node(2).book.caught_up(&name(1)), "nothing arrived yet");
+    sim.advance(Duration::from_millis(50));
+    assert!(sim.node(2).book.caught_up(&name(1)));
+    assert_eq!(sim.seen(2).len(), 1, "and n0's entry came with it");
+    assert!(!sim.node(2).book.caught_up(&name(0)), "n0 is not its peer");
+}
+
+#[test]
 fn entries_travel_through_a_relay_and_vanish_when_the_owner_dies() {
     // a - b - c: a and c never talk.
     let mut sim = Sim::line(3);
