@@ -412,6 +412,15 @@ impl<V: Serialize + DeserializeOwned> Channel<V> {
             .with_replica(&self.name, None, |slot| slot.replica.peers())
     }
 
+    /// Whether `peer` has confirmed every change of this replica so far.
+    /// Changes are pushed at once; the confirmation comes with the peer's
+    /// next pull (its `sync_interval`), so a writer that must know its
+    /// write arrived (one about to exit, say) waits for this.
+    pub fn delivered_to(&self, peer: &str) -> bool {
+        self.hub
+            .with_replica(&self.name, None, |slot| slot.replica.delivered_to(peer))
+    }
+
     /// Whether this replica holds every entry `peer` had when it answered
     /// this replica's last pull (and no pull to it is under way): what a
     /// reader that just peered waits for before it trusts [`Channel::get`].

@@ -323,6 +323,14 @@ impl Replica {
         &self.channel
     }
 
+    /// Whether `peer` has said (in its last pull) that it holds every change
+    /// of this replica (see [`Channel::delivered_to`](crate::channel::Channel::delivered_to)).
+    pub fn delivered_to(&self, peer: &str) -> bool {
+        self.peers
+            .get(peer)
+            .is_some_and(|p| p.acked_id == self.id && p.acked >= self.seq)
+    }
+
     /// Whether the last pull from `peer` was answered in full and none is
     /// under way (see [`Channel::synced_with`](crate::channel::Channel::synced_with)).
     pub fn synced_with(&self, peer: &str) -> bool {

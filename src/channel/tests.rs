@@ -276,6 +276,27 @@ fn a_replica_is_synced_with_a_peer_only_once_its_last_page_is_in() {
 }
 
 #[test]
+fn a_write_is_delivered_to_a_peer_once_its_next_pull_says_so() {
+    let mut net = Net::new(2, &[(0, 1)]);
+    net.advance(Duration::from_millis(1));
+    net.settle();
+    net.write(0, vec![("k", Some(b"v"))]);
+    assert!(!net.replicas[0].delivered_to("r1"), "not confirmed yet");
+    net.settle();
+    assert_eq!(net.replicas[1].get("k"), Some(&b"v"[..]), "pushed at once");
+    assert!(
+        !net.replicas[0].delivered_to("r1"),
+        "confirmed by a pull only"
+    );
+    net.advance(cfg().sync_interval);
+    net.settle();
+    assert!(net.replicas[0].delivered_to("r1"));
+    net.write(0, vec![("k", None)]);
+    assert!(!net.replicas[0].delivered_to("r1"), "a newer change");
+    assert!(!net.replicas[0].delivered_to("r9"), "a stranger");
+}
+
+#[test]
 fn pulls_come_in_pages_that_never_split_a_change() {
     let mut net = Net::new(2, &[(0, 1)]);
     net.replicas[0].cfg.page_entries = 10;

@@ -1,0 +1,186 @@
+//! `channel get|set|watch`: a replicated channel shared with the peers.
+//!
+//! The command's node replicates the channel with the peers given, reads
+//! once it holds what they had (`Channel::synced_with`), and after a write
+//! waits until each peer confirms it (`Channel::delivered_to`, at the
+//! peer's next pull: a second for `bilateral serve`).
+
+use std::time::{Duration, Instant};
+
+use bilateral::channel::{Channel, ChannelConfig, ChannelEvent};
+use clap::Subcommand;
+use serde_json::json;
+
+use crate::Global;
+use crate::mesh::{self, Peer};
+use crate::outcome::Failure;
+use crate::value::{self, Json};
+
+/// The channel subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ChannelCommand {
+    /// Print KEY's value, or every entry without KEY.
+    Get {
+        /// The channel.
+        channel: String,
+        /// The key.
+        #[arg(id = "entry", value_name = "KEY")]
+        key: Option<String>,
+    },
+    /// Set KEY to VALUE (JSON) and wait until every peer has it.
+    Set {
+        /// The channel.
+        channel: String,
+        /// The key.
+        #[arg(id = "entry", value_name = "KEY")]
+        key: String,
+        /// The value, as JSON.
+        value: String,
+    },
+    /// Print changes from now on (the peers' and this node's), one line each.
+    Watch {
+        /// The channel.
+        channel: String,
+        /// Stop after this many changes (default: run until interrupted).
+        #[arg(long)]
+        count: Option<u64>,
+    },
+}
+
+/// How often the command's own replica pulls while it waits.
+const SYNC: Duration = Duration::from_millis(200);
+
+pub fn run(g: &Global, command: ChannelCommand) -> Result<(), Failure> {
+    let (node, peers) = mesh::join(g)?;
+    let name = match &command {
+        ChannelCommand::Get { channel, .. }
+        | ChannelCommand::Set { channel, .. }
+        | ChannelCommand::Watch { channel, .. } => channel.clone(),
+    };
+    let config = ChannelConfig::default().sync_interval(SYNC);
+    let channel = node.channel_with::<Json>(&name, Some(config))?;
+    channel.peer(peers.iter().map(|p| p.name.clone()));
+    let result = match command {
+        ChannelCommand::Get { key, .. } => {
+            wait(g, &peers, "the channel's entries", |p| {
+                channel.synced_with(p)
+            })?;
+            get(g, &channel, key.as_deref())
+        }
+        ChannelCommand::Set { key, value, .. } => {
+            let v = value::parse(Some(&value))?;
+            wait(g, &peers, "the channel's entries", |p| {
+                channel.synced_with(p)
+            })?;
+            channel
+                .set(key.clone(), Json(v.clone()))
+                .map_err(|e| Failure::Usage(format!("{name}/{key}: {e}")))?;
+            wait(g, &peers, "a confirmation of the write", |p| {
+                channel.delivered_to(p)
+            })
+            .map_err(|f| Failure::Remote(f.message().to_string()))?;
+            if g.json {
+                println!(
+                    "{}",
+                    json!({"channel": name, "key": key, "value": v, "peers": peers.len()})
+                );
+            } else {
+                println!("{name}/{key} = {v} on {} peer(s)", peers.len());
+            }
+            Ok(())
+        }
+        ChannelCommand::Watch { count, .. } => {
+            // What the peers hold already is not news.
+            wait(g, &peers, "the channel's entries", |p| {
+                channel.synced_with(p)
+            })?;
+            watch(g, &channel, count)
+        }
+    };
+    node.close();
+    result
+}
+
+/// Waits until `done` holds for every peer, within the timeout.
+fn wait(
+    g: &Global,
+    peers: &[Peer],
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) -> Result<(), Failure> {
+    let deadline = Instant::now() + g.timeout;
+    for p in peers {
+        while !done(&p.name) {
+            if Instant::now() >= deadline {
+                return Err(Failure::Unreachable(format!(
+                    "{}: no {what} within {:?}",
+                    p.name, g.timeout
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    Ok(())
+}
+
+fn get(g: &Global, channel: &Channel<Json>, key: Option<&str>) -> Result<(), Failure> {
+    let bad = |e| Failure::Remote(format!("{}: {e}", channel.name()));
+    match key {
+        Some(key) => match channel.get(key).map_err(bad)? {
+            Some(Json(v)) if g.json => println!("{}", json!({"key": key, "value": v})),
+            Some(Json(v)) => println!("{v}"),
+            None => {
+                return Err(Failure::Remote(format!(
+                    "{}/{key}: no such entry",
+                    channel.name()
+                )));
+            }
+        },
+        None => {
+            for (k, Json(v)) in channel.get_all().map_err(bad)? {
+                if g.json {
+                    println!("{}", json!({"key": k, "value": v}));
+                } else {
+                    println!("{k}\t{v}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn watch(g: &Global, channel: &Channel<Json>, count: Option<u64>) -> Result<(), Failure> {
+    let changes = channel.watch();
+    let mut seen = 0u64;
+    while count.is_none_or(|c| seen < c) {
+        let Some(event) = changes.recv_timeout(Duration::from_secs(3600)) else {
+            continue;
+        };
+        match event {
+            ChannelEvent::Changed(change) => {
+                seen += 1;
+                let value = change.value.map(|Json(v)| v);
+                if g.json {
+                    println!(
+                        "{}",
+                        json!({"key": change.key, "value": value, "by": change.by})
+                    );
+                } else {
+                    match value {
+                        Some(v) => println!("{} = {v} (by {})", change.key, change.by),
+                        None => println!("{} removed (by {})", change.key, change.by),
+                    }
+                }
+            }
+            ChannelEvent::Refused {
+                peer,
+                entries,
+                reason,
+            } => {
+                log::warn!("{peer}: {entries} entries refused: {reason:?}");
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

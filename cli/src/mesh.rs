@@ -1,0 +1,190 @@
+//! The node a command runs, built from the global options, and the peers it
+//! joins.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bilateral::security::{load_public_key, secret_path};
+use bilateral::{Keypair, Node, NodeBuilder, PublicKey};
+
+use crate::Global;
+use crate::outcome::Failure;
+
+/// A peer named on the command line.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub name: String,
+    pub endpoint: String,
+}
+
+/// The peers of `--peer NAME=ENDPOINT` (NAME may be `@FILE`, a public key file).
+pub fn peers(g: &Global) -> Result<Vec<Peer>, Failure> {
+    g.peers.iter().map(|p| parse_peer(p)).collect()
+}
+
+fn parse_peer(text: &str) -> Result<Peer, Failure> {
+    let Some((name, endpoint)) = text.split_once('=') else {
+        return Err(Failure::Usage(format!(
+            "--peer {text:?}: expected NAME=ENDPOINT (tcp://host:port)"
+        )));
+    };
+    let name = match name.strip_prefix('@') {
+        Some(file) => load_public_key(file)
+            .map_err(|e| Failure::Local(format!("--peer {text:?}: {e}")))?
+            .to_z85(),
+        None => name.to_string(),
+    };
+    if name.is_empty() || endpoint.is_empty() {
+        return Err(Failure::Usage(format!(
+            "--peer {text:?}: expected NAME=ENDPOINT"
+        )));
+    }
+    Ok(Peer {
+        name,
+        endpoint: endpoint.to_string(),
+    })
+}
+
+/// The peers, requiring at least one.
+pub fn some_peers(g: &Global) -> Result<Vec<Peer>, Failure> {
+    let peers = peers(g)?;
+    if peers.is_empty() {
+        return Err(Failure::Usage(
+            "no peer given: add --peer NAME=ENDPOINT".to_string(),
+        ));
+    }
+    Ok(peers)
+}
+
+/// A builder with the global options: name or CURVE keys, network.
+pub fn builder(g: &Global) -> Result<NodeBuilder, Failure> {
+    let builder = if g.curve {
+        let Some(key) = &g.key else {
+            return Err(Failure::Usage("--curve needs --key FILE".to_string()));
+        };
+        let keys = Keypair::load(secret_path(key))
+            .map_err(|e| Failure::Local(format!("--key {}: {e}", key.display())))?;
+        let mut allowed: Vec<PublicKey> = Vec::new();
+        for file in &g.allow {
+            allowed.extend(allow_file(file)?);
+        }
+        // The peers named on the command line are trusted too.
+        for peer in peers(g)? {
+            if let Ok(key) = PublicKey::from_z85(&peer.name) {
+                allowed.push(key);
+            }
+        }
+        Node::secure_builder(&keys).allow_keys(allowed)
+    } else {
+        if g.key.is_some() || !g.allow.is_empty() {
+            return Err(Failure::Usage("--key and --allow need --curve".to_string()));
+        }
+        let name = g
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("cli-{}", std::process::id()));
+        Node::builder(name)
+    };
+    Ok(builder.network(g.network.clone()).call_timeout(g.timeout))
+}
+
+/// The keys of an allow file: one Z85 key per line; blank lines and lines
+/// starting with `#` followed by a space or nothing are comments (a Z85
+/// key may itself start with `#`, and is 40 characters long).
+pub fn allow_file(path: &Path) -> Result<Vec<PublicKey>, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Local(format!("--allow {}: {e}", path.display())))?;
+    let mut keys = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || (line.starts_with('#') && line.len() != 40) {
+            continue;
+        }
+        let key = PublicKey::from_z85(line).map_err(|e| {
+            Failure::Usage(format!("--allow {} line {}: {e}", path.display(), i + 1))
+        })?;
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+/// Starts a node with the global options (no listening endpoint) and joins
+/// every peer given, each within the timeout.
+pub fn join(g: &Global) -> Result<(Node, Vec<Peer>), Failure> {
+    let peers = some_peers(g)?;
+    let node = builder(g)?.start()?;
+    connect_all(&node, &peers, g.timeout)?;
+    Ok((node, peers))
+}
+
+/// Dials every peer and waits until each is in session.
+pub fn connect_all(node: &Node, peers: &[Peer], timeout: Duration) -> Result<(), Failure> {
+    for p in peers {
+        node.connect(&p.name, &p.endpoint)?;
+    }
+    let deadline = Instant::now() + timeout;
+    for p in peers {
+        let left = deadline.saturating_duration_since(Instant::now());
+        node.wait_for_peer(&p.name, left)
+            .map_err(|e| Failure::Unreachable(format!("{} at {}: {e}", p.name, p.endpoint)))?;
+    }
+    Ok(())
+}
+
+/// `keygen`: a key pair as files.
+pub fn keygen(g: &Global, path: &Path, force: bool) -> Result<(), Failure> {
+    let secret = secret_path(path);
+    if !force && (path.exists() || secret.exists()) {
+        return Err(Failure::Local(format!(
+            "{} or {} exists; pass --force to replace the pair",
+            path.display(),
+            secret.display()
+        )));
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let keys = Keypair::generate().map_err(|e| Failure::Local(e.to_string()))?;
+    let secret = keys.save(path).map_err(|e| Failure::Local(e.to_string()))?;
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "public_key": keys.public().to_z85(),
+                "public_file": path,
+                "secret_file": secret,
+            })
+        );
+    } else {
+        println!("public key  {}", keys.public());
+        println!("public file {}", path.display());
+        println!(
+            "secret file {} (mode 600: keep it on this machine only)",
+            secret.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_and_bad_ones_are_usage_errors() {
+        let p = parse_peer("alpha=tcp://127.0.0.1:7100").unwrap();
+        assert_eq!(
+            (p.name.as_str(), p.endpoint.as_str()),
+            ("alpha", "tcp://127.0.0.1:7100")
+        );
+        for bad in ["alpha", "=tcp://x:1", "alpha="] {
+            assert_eq!(parse_peer(bad).unwrap_err().code(), 2, "{bad}");
+        }
+        assert_eq!(
+            parse_peer("@/nonexistent.key=tcp://x:1")
+                .unwrap_err()
+                .code(),
+            4
+        );
+    }
+}

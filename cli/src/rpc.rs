@@ -1,0 +1,112 @@
+//! `ping`, `call` and `cast`.
+
+use std::time::Instant;
+
+use bilateral::{CallError, To};
+use serde_json::{Value, json};
+
+use crate::Global;
+use crate::mesh;
+use crate::outcome::Failure;
+use crate::value::{self, Json};
+
+/// Calls `ping` on every peer `count` times; one line per answer.
+pub fn ping(g: &Global, count: u32) -> Result<(), Failure> {
+    let (node, peers) = mesh::join(g)?;
+    let mut failure = None;
+    for round in 1..=count {
+        for p in &peers {
+            let started = Instant::now();
+            let result = node.call_one::<_, Json>(&p.name, "ping", &(), g.timeout);
+            let rtt = started.elapsed();
+            match result {
+                Ok(_) if g.json => println!(
+                    "{}",
+                    json!({"peer": p.name, "seq": round, "rtt_us": rtt.as_micros() as u64})
+                ),
+                Ok(_) => println!(
+                    "{}: seq={round} time={:.3} ms",
+                    p.name,
+                    rtt.as_secs_f64() * 1e3
+                ),
+                Err(e) => {
+                    print_failure(g, &p.name, &e);
+                    failure.get_or_insert(Failure::of_call(&p.name, &e));
+                }
+            }
+        }
+    }
+    node.close();
+    failure.map_or(Ok(()), |f| Err(Failure::Printed(Box::new(f))))
+}
+
+/// Calls `method` on every peer; prints each peer's result (one peer: the
+/// result alone, as JSON).
+pub fn call(g: &Global, method: &str, args: Option<&str>) -> Result<(), Failure> {
+    let args = value::parse(args)?;
+    let (node, peers) = mesh::join(g)?;
+    let names: Vec<String> = peers.iter().map(|p| p.name.clone()).collect();
+    let single = names.len() == 1;
+    let responses = node.call::<_, Json>(To::peers(names), method, &args, g.timeout)?;
+    let mut failure = None;
+    for response in responses.iter() {
+        let peer = response.peer.as_str();
+        match &response.result {
+            Ok(Json(v)) => print_result(g, peer, v, single),
+            Err(e) => {
+                print_failure(g, peer, e);
+                failure.get_or_insert(Failure::of_call(peer, e));
+            }
+        }
+    }
+    node.close();
+    // The failure was printed with its peer; the exit code says what kind.
+    failure.map_or(Ok(()), |f| Err(Failure::Printed(Box::new(f))))
+}
+
+/// Casts `method` to every peer.
+pub fn cast(g: &Global, method: &str, args: Option<&str>) -> Result<(), Failure> {
+    let args = value::parse(args)?;
+    let (node, peers) = mesh::join(g)?;
+    let names: Vec<String> = peers.iter().map(|p| p.name.clone()).collect();
+    let queued = node.cast(To::peers(names.clone()), method, &args)?;
+    // Closing lets the casts leave (the sockets' linger) before the PART.
+    node.close();
+    if g.json {
+        println!(
+            "{}",
+            json!({"cast": method, "queued": queued, "peers": names})
+        );
+    } else {
+        println!("cast {method} to {queued} of {} peer(s)", names.len());
+    }
+    if queued < names.len() {
+        return Err(Failure::Unreachable(format!(
+            "{} peer(s) left before the cast was queued",
+            names.len() - queued
+        )));
+    }
+    Ok(())
+}
+
+fn print_result(g: &Global, peer: &str, v: &Value, single: bool) {
+    if g.json {
+        println!("{}", json!({"peer": peer, "ok": true, "result": v}));
+    } else if single {
+        println!("{v}");
+    } else {
+        println!("{peer}\t{v}");
+    }
+}
+
+fn print_failure(g: &Global, peer: &str, e: &CallError) {
+    if g.json {
+        let f = Failure::of_call(peer, e);
+        println!(
+            "{}",
+            json!({"peer": peer, "ok": false, "error": {"kind": f.kind(), "message": e.to_string()}})
+        );
+    } else {
+        eprintln!("{peer}: {e}");
+    }
+}
