@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use parking_lot::RwLock;
@@ -170,6 +171,10 @@ pub(crate) enum Handler {
 #[derive(Default)]
 pub(crate) struct Registry {
     map: RwLock<HashMap<String, Handler>>,
+    /// Inline handlers in `map` (changed under its write lock), so that the
+    /// reactor, which asks about every job, skips the lookup when there are
+    /// none.
+    inlines: AtomicUsize,
 }
 
 impl Registry {
@@ -189,14 +194,25 @@ impl Registry {
         R: Serialize,
         F: Fn(&CallContext, A) -> Result<R, HandlerError> + Send + Sync + 'static,
     {
-        self.map.write().insert(
-            method.to_string(),
-            Handler::Inline(Arc::new(erase(handler))),
-        );
+        self.put(method, Handler::Inline(Arc::new(erase(handler))));
+    }
+
+    /// Registers `handler` under `method`, keeping `inlines` true.
+    fn put(&self, method: &str, handler: Handler) {
+        let mut map = self.map.write();
+        if matches!(handler, Handler::Inline(_)) {
+            self.inlines.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(Handler::Inline(_)) = map.insert(method.to_string(), handler) {
+            self.inlines.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// The handler of `method` if it runs on the reactor.
     pub(crate) fn inline(&self, method: &str) -> Option<Arc<ErasedHandler>> {
+        if self.inlines.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         match self.map.read().get(method) {
             Some(Handler::Inline(h)) => Some(h.clone()),
             _ => None,
@@ -205,9 +221,7 @@ impl Registry {
 
     /// Registers a handler already erased (see [`erase`]).
     pub(crate) fn insert_erased(&self, method: &str, handler: Arc<ErasedHandler>) {
-        self.map
-            .write()
-            .insert(method.to_string(), Handler::Sync(handler));
+        self.put(method, Handler::Sync(handler));
     }
 
     #[cfg(feature = "tokio")]
@@ -241,14 +255,19 @@ impl Registry {
                 }
             }
         };
-        self.map.write().insert(
-            method.to_string(),
-            Handler::Async(Arc::new(erased), runtime),
-        );
+        self.put(method, Handler::Async(Arc::new(erased), runtime));
     }
 
     pub(crate) fn remove(&self, method: &str) -> bool {
-        self.map.write().remove(method).is_some()
+        let mut map = self.map.write();
+        match map.remove(method) {
+            Some(Handler::Inline(_)) => {
+                self.inlines.fetch_sub(1, Ordering::Relaxed);
+                true
+            }
+            Some(_) => true,
+            None => false,
+        }
     }
 
     /// Whether the built-in service `service` has any method here.
@@ -277,7 +296,9 @@ impl Registry {
     }
 
     pub(crate) fn clear(&self) {
-        self.map.write().clear();
+        let mut map = self.map.write();
+        map.clear();
+        self.inlines.store(0, Ordering::Relaxed);
     }
 }
 
@@ -303,4 +324,38 @@ where
 /// (what other languages' MessagePack libraries decode most readily).
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
     rmp_serde::to_vec_named(value).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reactor_finds_inline_handlers_and_only_those() {
+        let r = Registry::default();
+        let add = |_c: &CallContext, (a, b): (i32, i32)| -> Result<i32, HandlerError> { Ok(a + b) };
+        r.insert("sync", add);
+        assert!(r.inline("sync").is_none(), "no inline handler at all");
+        r.insert_inline("fast", add);
+        assert!(r.inline("fast").is_some());
+        assert!(r.inline("sync").is_none());
+        // Replaced by a blocking handler: no longer inline.
+        r.insert("fast", add);
+        assert!(r.inline("fast").is_none());
+        assert_eq!(r.inlines.load(Ordering::Relaxed), 0);
+        r.insert_inline("fast", add);
+        r.insert_inline("fast", add);
+        assert_eq!(
+            r.inlines.load(Ordering::Relaxed),
+            1,
+            "a replaced inline counts once"
+        );
+        assert!(r.remove("fast"));
+        assert!(r.inline("fast").is_none());
+        assert_eq!(r.inlines.load(Ordering::Relaxed), 0);
+        r.insert_inline("again", add);
+        r.clear();
+        assert!(r.inline("again").is_none());
+        assert_eq!(r.inlines.load(Ordering::Relaxed), 0);
+    }
 }
