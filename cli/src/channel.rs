@@ -2,8 +2,10 @@
 //!
 //! The command's node replicates the channel with the peers given, reads
 //! once it holds what they had (`Channel::synced_with`), and after a write
-//! waits until each peer confirms it (`Channel::delivered_to`, at the
-//! peer's next pull: a second for `bilateral serve`).
+//! waits until each peer confirms it (`Channel::delivered_to`), which a
+//! peer does at its next pull: within a second for `bilateral serve`,
+//! within the channel's `sync_interval` (5 s by default) for other nodes,
+//! so the write waits for that on top of `--timeout`.
 
 use std::time::{Duration, Instant};
 
@@ -75,7 +77,13 @@ pub fn run(g: &Global, command: ChannelCommand) -> Result<(), Failure> {
             channel
                 .set(key.clone(), Json(v.clone()))
                 .map_err(|e| Failure::Usage(format!("{name}/{key}: {e}")))?;
-            wait(g, &peers, "a confirmation of the write", |p| {
+            // A peer confirms at its next pull: within its sync interval
+            // (5 s by default) on top of the usual wait.
+            let confirm = Global {
+                timeout: g.timeout + ChannelConfig::default().sync_interval,
+                ..g.clone()
+            };
+            wait(&confirm, &peers, "a confirmation of the write", |p| {
                 channel.delivered_to(p)
             })
             .map_err(|f| Failure::Remote(f.message().to_string()))?;
