@@ -205,6 +205,15 @@ impl<C: Clone> Mesh<C> {
             .is_some_and(|o| !matches!(o.state, super::peer::OutState::Waiting { .. }));
         if joining {
             self.stats.handshakes_failed += 1;
+            // As for a REJECT (`on_reject`): a session this link alone
+            // carried has no link left.
+            let alone = self
+                .peers
+                .get(peer)
+                .is_some_and(|p| p.session.is_some() && p.inbound.is_none());
+            if alone {
+                self.end_session(peer, super::events::LostReason::Reset, now);
+            }
             self.rejected(peer, failure.rejection(), now);
         }
     }

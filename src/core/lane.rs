@@ -601,6 +601,29 @@ impl<C: Clone> Mesh<C> {
         self.recount(peer);
     }
 
+    /// Offers `frame`, which the connection behind `link` could not take
+    /// because it is gone, to the peer's other link if that one is up;
+    /// returns whether it did (PROTOCOL.md §7.2).
+    pub(super) fn offer_elsewhere(
+        &mut self,
+        peer: &NodeName,
+        link: Link,
+        frame: Vec<u8>,
+        purpose: Purpose,
+        now: Instant,
+    ) -> bool {
+        let other = match link {
+            Link::Outbound => Link::Inbound,
+            Link::Inbound => Link::Outbound,
+        };
+        let Some(p) = self.peers.get_mut(peer).filter(|p| p.link_up(other)) else {
+            return false;
+        };
+        p.lanes[other.index()].enqueue(frame, purpose, true);
+        self.pump(peer, other, now);
+        true
+    }
+
     /// Offers their frames again to lanes that a full socket queue blocked.
     pub(super) fn retry_blocked(&mut self, now: Instant) {
         if !self.bulk.take_retry(now) {

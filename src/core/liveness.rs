@@ -153,6 +153,13 @@ impl<C: Clone> Mesh<C> {
             {
                 self.requeue(peer, link, frame, purpose, now);
             }
+            (Purpose::Reply, Some(frame)) => {
+                // The connection is gone: the peer's other link may still
+                // carry the reply; if there is none, it is lost (§7.2).
+                if !self.offer_elsewhere(peer, link, frame, purpose, now) {
+                    self.stats.replies_orphaned += 1;
+                }
+            }
             (Purpose::Control | Purpose::Reply | Purpose::Message, _) => {}
             (Purpose::Request(id), _) => {
                 let error = if queue_full {

@@ -40,7 +40,8 @@ pub struct NodeStats {
     pub send_failures: u64,
     /// JOINs this node refused.
     pub joins_refused: u64,
-    /// Replies not sent because their session had ended.
+    /// Replies not sent: their session had ended, or their connection was
+    /// gone and the peer had no other link up.
     pub replies_orphaned: u64,
     /// CURVE keys refused by the access policy (at the handshake or a JOIN).
     pub unauthorized: u64,

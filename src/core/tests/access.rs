@@ -151,3 +151,25 @@ fn a_failed_handshake_on_a_dialled_link_is_a_rejection_and_backs_off() {
         .handle_handshake_failed(&peer, HandshakeFailure::Failed, now);
     assert_eq!(sim.mesh(&client).stats().handshakes_failed, 1);
 }
+
+#[test]
+fn a_failed_handshake_ends_a_session_that_only_that_link_carried() {
+    let mut sim = Sim::new();
+    let server = sim.add_curve(&[]);
+    let client = sim.add_curve(&[]);
+    sim.mesh(&server).handle_allow(key(&client));
+    sim.connect(&client, &server);
+    sim.settle();
+    assert!(sim.active(&client, &server));
+    // The DEALER's connection comes back and fails its handshake (the
+    // server's key changed, say): the client has no other link to it.
+    let now = sim.now;
+    sim.mesh(&client)
+        .handle_handshake_failed(&name(&server), HandshakeFailure::Failed, now);
+    sim.settle();
+    assert_eq!(sim.lost(&client), vec![(server.clone(), LostReason::Reset)]);
+    assert_eq!(
+        sim.mesh(&client).peer_info(&server).unwrap().state,
+        PeerState::Backoff
+    );
+}

@@ -221,3 +221,65 @@ fn a_peer_that_only_keeps_joining_is_lost_on_the_listening_side_too() {
     sim.advance(ms(35_000));
     assert!(sim.active("a", "b") && sim.active("b", "a"));
 }
+
+#[test]
+fn a_reply_whose_connection_is_gone_takes_the_peers_other_link() {
+    let mut sim = Sim::new();
+    sim.add("a");
+    sim.add("b").auto_reply = false;
+    sim.connect("a", "b");
+    sim.connect("b", "a");
+    sim.settle();
+    let info = sim.mesh("b").peer_info("a").unwrap();
+    assert!(info.outbound_up && info.inbound_up, "two links: {info:?}");
+    sim.call("a", &["b"], 7, ms(5_000));
+    sim.settle();
+    let job = sim
+        .node("b")
+        .jobs
+        .pop_front()
+        .expect("the request reached b");
+    let now = sim.now;
+    let outcome = job.answer(crate::protocol::ReplyStatus::Ok, job.args.clone());
+    sim.mesh("b").handle_job_done(job.done(outcome), now);
+    // The socket refuses the REPLY: its connection is gone.
+    let mut refused = None;
+    while let Some(action) = sim.mesh("b").poll_action() {
+        if let Action::Transmit(t) = action {
+            if t.purpose == Purpose::Reply {
+                refused = Some(t);
+            }
+        }
+    }
+    let t = refused.expect("b sent the REPLY");
+    sim.mesh("b").handle_send_failed(
+        &name("a"),
+        t.link,
+        t.purpose,
+        SendFailure::Unreachable,
+        Some(t.frame),
+        now,
+    );
+    sim.settle();
+    let replies: Vec<Link> = sim
+        .node("b")
+        .sent
+        .iter()
+        .filter(|(_, _, k)| k == "REPLY")
+        .map(|(_, l, _)| *l)
+        .collect();
+    assert_eq!(
+        replies,
+        vec![if t.link == Link::Inbound {
+            Link::Outbound
+        } else {
+            Link::Inbound
+        }]
+    );
+    assert!(
+        matches!(&sim.results("a", 7)[..], [(0, Ok(_))]),
+        "{:?}",
+        sim.results("a", 7)
+    );
+    assert_eq!(sim.mesh("b").stats().replies_orphaned, 0);
+}
