@@ -97,6 +97,25 @@ fn the_prometheus_page_follows_the_traffic() {
     let casts = r#"bilateral_casts_served_total{node="m-server",method="add"}"#;
     scrape_until(addr, casts, 1.0);
 
+    // Names a peer makes up do not become series of their own.
+    for i in 0..3 {
+        let made_up = format!("made-up-{i}");
+        assert!(
+            client
+                .call_one::<_, ()>("m-server", &made_up, &(), t)
+                .is_err()
+        );
+    }
+    let unregistered = r#"bilateral_requests_served_total{node="m-server",method="(unregistered)",status="unknown_method"}"#;
+    let page = scrape_until(addr, unregistered, 3.0);
+    // (The caller's own series name what it called: its names are its own.)
+    assert!(
+        !page
+            .lines()
+            .any(|l| l.contains("node=\"m-server\"") && l.contains("made-up")),
+        "{page}"
+    );
+
     // Garbage from a stranger shows up as a drop, by reason.
     let ctx = bilateral::testkit::zmq::Context::new().unwrap();
     let stranger = common::raw::dealer(&ctx, Some(b"stranger"), server.endpoint().unwrap());

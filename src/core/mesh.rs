@@ -207,7 +207,8 @@ pub struct JobDone {
     pub link: Link,
     /// The job's request id.
     pub request_id: Option<u64>,
-    /// The job's method.
+    /// The job's method (for its metrics).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub method: String,
     /// How it ended.
     pub outcome: JobOutcome,

@@ -282,6 +282,12 @@ impl Registry {
         self.map.read().get(method).cloned()
     }
 
+    /// Whether a handler is registered under `method`.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn contains(&self, method: &str) -> bool {
+        self.map.read().contains_key(method)
+    }
+
     /// The application's methods (not the built-in services'), sorted.
     pub(crate) fn methods(&self) -> Vec<String> {
         let mut m: Vec<String> = self

@@ -15,8 +15,8 @@
 //! |---|---|---|
 //! | `bilateral_calls_total` | counter | `method`, `outcome` (one per target) |
 //! | `bilateral_call_duration_seconds` | histogram | `method` |
-//! | `bilateral_requests_served_total` | counter | `method`, `status` |
-//! | `bilateral_casts_served_total` | counter | `method` |
+//! | `bilateral_requests_served_total` | counter | `method` (`(unregistered)` for a name with no handler: peers choose the names), `status` |
+//! | `bilateral_casts_served_total` | counter | `method` (likewise) |
 //! | `bilateral_messages_total`, `bilateral_bytes_total` | counter | `direction` (`in`, `out`) |
 //! | `bilateral_stream_bytes_total` | counter | `direction` |
 //! | `bilateral_peers` | gauge | `state` (`joining`, `active`, `backoff`) |
@@ -63,6 +63,9 @@ mod enabled {
     use super::outcome_label;
     use crate::core::{JobDone, JobOutcome, Mesh, Outcome, PeerState, Purpose};
     use crate::protocol::ReplyStatus;
+
+    /// The method label of requests and casts for a method with no handler.
+    pub(crate) const UNREGISTERED: &str = "(unregistered)";
 
     /// How often the core's own counters are read.
     const SAMPLE_EVERY: Duration = Duration::from_secs(1);
@@ -161,10 +164,17 @@ mod enabled {
             .record(meter.started.elapsed().as_secs_f64());
         }
 
-        /// A request or cast of `method` was served and ended as `done` says.
-        pub(crate) fn served(&self, method: &str, done: &JobDone) {
+        /// A request or cast was served and ended as `done` says. Its method
+        /// labels the series only if `registered` says a handler has that
+        /// name: a peer chooses the names it calls, and a label per name it
+        /// makes up would grow the recorder without bound.
+        pub(crate) fn served(&self, done: &JobDone, registered: impl FnOnce(&str) -> bool) {
             let node = self.node.to_string();
-            let method = method.to_string();
+            let method = if registered(&done.method) {
+                done.method.clone()
+            } else {
+                UNREGISTERED.to_string()
+            };
             match &done.outcome {
                 JobOutcome::CastDone => {
                     counter!("bilateral_casts_served_total", "node" => node, "method" => method)
@@ -300,7 +310,7 @@ mod disabled {
         #[inline(always)]
         pub(crate) fn call_ended(&self, _meter: &CallMeter, _outcome: &Outcome) {}
         #[inline(always)]
-        pub(crate) fn served(&self, _method: &str, _done: &JobDone) {}
+        pub(crate) fn served(&self, _done: &JobDone, _registered: impl FnOnce(&str) -> bool) {}
         #[inline(always)]
         pub(crate) fn sample(&mut self, _mesh: &Mesh<CallSink>, _now: Instant) {}
     }

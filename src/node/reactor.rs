@@ -417,7 +417,8 @@ impl Reactor {
     fn drain_done(&mut self, now: Instant) -> bool {
         let mut any = false;
         while let Ok(done) = self.done.try_recv() {
-            self.metrics.served(&done.method, &done);
+            let handlers = &self.handlers;
+            self.metrics.served(&done, |m| handlers.contains(m));
             self.mesh.handle_job_done(done, now);
             any = true;
         }
@@ -585,7 +586,7 @@ impl Reactor {
                 if job.runner == Runner::Workers {
                     if let Some(handler) = self.handlers.inline(&job.method) {
                         let done = super::workers::run_inline(&*handler, job);
-                        self.metrics.served(&done.method, &done);
+                        self.metrics.served(&done, |_| true);
                         self.mesh.handle_job_done(done, Instant::now());
                         return;
                     }
