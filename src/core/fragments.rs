@@ -130,6 +130,15 @@ impl<C: Clone> Mesh<C> {
                 self.stats.reassembly_refused += 1;
                 log::debug!("{name} has {MAX_PARTIALS} messages under way; one more refused");
                 self.recount(name);
+                // A request's caller is told at once instead of timing out.
+                if let Some(request_id) = protocol::request_id_of(f.payload) {
+                    let reply = Message::Reply(Reply {
+                        request_id,
+                        status: ReplyStatus::Overloaded,
+                        payload: b"too many large messages under way",
+                    });
+                    self.send(name, link, &reply, Purpose::Control);
+                }
                 return None;
             }
             peer.reassembly.partials.insert(

@@ -464,6 +464,41 @@ fn fragment(id: u64, total: u64, offset: u64, payload: &[u8], incarnation: u64) 
 }
 
 #[test]
+fn a_request_past_the_reassembly_limit_is_answered_overloaded_at_once() {
+    let mut sim = pair();
+    let a_inc = sim.mesh("a").incarnation();
+    let inject = |sim: &mut Sim, frame: Vec<u8>| {
+        let now = sim.now;
+        sim.mesh("b")
+            .handle_inbound(Origin::Router { user_id: None }, &[b"a", &frame], 2, now);
+    };
+    let piece = [0; 4096];
+    for id in 0..64 {
+        inject(&mut sim, fragment(id, 100_000, 0, &piece, a_inc));
+    }
+    sim.settle();
+    let before = sim.count_sent("b", "REPLY");
+    // The 65th message under way is a request: its caller hears at once.
+    let args = vec![7u8; 50_000];
+    let request = Message::Request(crate::protocol::Request {
+        request_id: 4242,
+        timeout_ms: 60_000,
+        method: "big",
+        args: &args,
+    })
+    .encode(a_inc);
+    inject(
+        &mut sim,
+        fragment(99, request.len() as u64, 0, &request[..4096], a_inc),
+    );
+    // And one that is not a request is only dropped.
+    inject(&mut sim, fragment(100, 100_000, 0, &piece, a_inc));
+    sim.settle();
+    assert_eq!(sim.mesh("b").stats().reassembly_refused, 2);
+    assert_eq!(sim.count_sent("b", "REPLY"), before + 1);
+}
+
+#[test]
 fn reassembly_refuses_oversized_gapped_and_over_budget_messages() {
     let mut sim = pair();
     let a_inc = sim.mesh("a").incarnation();
