@@ -1547,8 +1547,10 @@ class Node:
             if msg.total > MAX_MESSAGE_SIZE:
                 return self.drop("oversized", f"fragmented message of {msg.total} bytes")
             if len(table) >= MAX_REASSEMBLY:
-                # §13.8 step 1: dropped and counted, without an answer.
-                return self.drop("reassembly_refused", f"{MAX_REASSEMBLY} messages under reassembly")
+                # §13.8 step 1: dropped and counted; a REQUEST's caller is told.
+                log.debug("%s: %d messages under reassembly", peer.name, MAX_REASSEMBLY)
+                self._refuse_reassembly(peer, via, piece, b"too many large messages under way")
+                return
             ra = Reassembly(msg.total, via, bytearray(), now)
             table[msg.transfer_id] = ra
         else:
@@ -1583,7 +1585,8 @@ class Node:
         # "handles it as if it had arrived whole on that link" (§13.8 step 3)
         self.on_session_message(peer.name, via, inner)
 
-    def _refuse_reassembly(self, peer: Peer, via: str, head: bytes) -> None:
+    def _refuse_reassembly(self, peer: Peer, via: str, head: bytes,
+                           why: bytes = b"no memory for a message this large") -> None:
         """§13.8 step 2: a piece the sender's memory share cannot hold drops the
         message; if its first piece starts with a REQUEST's wire version, kind
         and request id, that request is answered REPLY(Overloaded) on the link
@@ -1592,8 +1595,7 @@ class Node:
         if len(head) >= 18 and head[0] == WIRE_VERSION and head[1] == REQUEST:
             rid = struct.unpack(">Q", head[10:18])[0]
             link = via if peer.usable(via) else peer.preferred()
-            self.send_control(peer, link, encode_reply(self.incarnation, rid, ST_OVERLOADED,
-                                                       b"no memory for a message this large"))
+            self.send_control(peer, link, encode_reply(self.incarnation, rid, ST_OVERLOADED, why))
 
     # -- callee (§7.2, §7.4, §7.6) ---------------------------------------------
     def run_handler(self, method: str, args: bytes) -> tuple[int, bytes]:
