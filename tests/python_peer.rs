@@ -22,9 +22,10 @@ use bilateral::{CallError, HandlerError, Keypair, Node, NodeBuilder, PeerEvent, 
 use common::{PATIENCE, is_joined, is_lost};
 use serde_json::{Value, json};
 
-/// The Rust side's timers: short enough for loss to be seen in a test.
-const HEARTBEAT: Duration = Duration::from_millis(100);
-const LOST: Duration = Duration::from_millis(600);
+/// Both sides' timers: short enough for loss to be seen in a test, long
+/// enough that a loaded machine's stall is not taken for one.
+const HEARTBEAT: Duration = Duration::from_millis(200);
+const LOST: Duration = Duration::from_millis(2_000);
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/python/bilateral_peer.py")
@@ -68,7 +69,8 @@ impl PyPeer {
         let mut child = Command::new("python3")
             .arg(script())
             .args(["--listen", "tcp://127.0.0.1:0"])
-            .args(["--heartbeat-ms", "100", "--lost-ms", "600"])
+            .args(["--heartbeat-ms", &HEARTBEAT.as_millis().to_string()])
+            .args(["--lost-ms", &LOST.as_millis().to_string()])
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -614,6 +616,15 @@ fn curve_with_keys_from_keygen_and_an_allow_list() {
     assert!(
         !rust.active_connections().contains(&refused.name),
         "a stranger joined"
+    );
+    let listed = refused.request(json!({"op": "peers"}));
+    assert!(
+        listed["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["incarnation"].is_null()),
+        "the stranger thinks it is in session: {listed}"
     );
     // The peer it does know is still served.
     assert_eq!(py.call(&rust_name, "add", json!([1, 1]))["result"], 2);

@@ -88,12 +88,12 @@ pub fn run(g: &Global, command: ChannelCommand) -> Result<(), Failure> {
             })
             .map_err(|f| Failure::Remote(f.message().to_string()))?;
             if g.json {
-                println!(
+                say!(
                     "{}",
                     json!({"channel": name, "key": key, "value": v, "peers": peers.len()})
                 );
             } else {
-                println!("{name}/{key} = {v} on {} peer(s)", peers.len());
+                say!("{name}/{key} = {v} on {} peer(s)", peers.len());
             }
             Ok(())
         }
@@ -102,7 +102,7 @@ pub fn run(g: &Global, command: ChannelCommand) -> Result<(), Failure> {
             wait(g, &peers, "the channel's entries", |p| {
                 channel.synced_with(p)
             })?;
-            watch(g, &channel, count)
+            watch(g, &channel, count, || mesh::all_gone(&node, &peers))
         }
     };
     node.close();
@@ -135,8 +135,8 @@ fn get(g: &Global, channel: &Channel<Json>, key: Option<&str>) -> Result<(), Fai
     let bad = |e| Failure::Remote(format!("{}: {e}", channel.name()));
     match key {
         Some(key) => match channel.get(key).map_err(bad)? {
-            Some(Json(v)) if g.json => println!("{}", json!({"key": key, "value": v})),
-            Some(Json(v)) => println!("{v}"),
+            Some(Json(v)) if g.json => say!("{}", json!({"key": key, "value": v})),
+            Some(Json(v)) => say!("{v}"),
             None => {
                 return Err(Failure::Remote(format!(
                     "{}/{key}: no such entry",
@@ -147,9 +147,9 @@ fn get(g: &Global, channel: &Channel<Json>, key: Option<&str>) -> Result<(), Fai
         None => {
             for (k, Json(v)) in channel.get_all().map_err(bad)? {
                 if g.json {
-                    println!("{}", json!({"key": k, "value": v}));
+                    say!("{}", json!({"key": k, "value": v}));
                 } else {
-                    println!("{k}\t{v}");
+                    say!("{k}\t{v}");
                 }
             }
         }
@@ -157,11 +157,21 @@ fn get(g: &Global, channel: &Channel<Json>, key: Option<&str>) -> Result<(), Fai
     Ok(())
 }
 
-fn watch(g: &Global, channel: &Channel<Json>, count: Option<u64>) -> Result<(), Failure> {
+/// Prints changes until `count` of them, or until every peer is gone
+/// (exit 3: nothing more can come).
+fn watch(
+    g: &Global,
+    channel: &Channel<Json>,
+    count: Option<u64>,
+    gone: impl Fn() -> bool,
+) -> Result<(), Failure> {
     let changes = channel.watch();
     let mut seen = 0u64;
     while count.is_none_or(|c| seen < c) {
-        let Some(event) = changes.recv_timeout(Duration::from_secs(3600)) else {
+        let Some(event) = changes.recv_timeout(Duration::from_millis(500)) else {
+            if gone() {
+                return Err(Failure::Unreachable("every peer left".to_string()));
+            }
             continue;
         };
         match event {
@@ -169,14 +179,14 @@ fn watch(g: &Global, channel: &Channel<Json>, count: Option<u64>) -> Result<(), 
                 seen += 1;
                 let value = change.value.map(|Json(v)| v);
                 if g.json {
-                    println!(
+                    say!(
                         "{}",
                         json!({"key": change.key, "value": value, "by": change.by})
                     );
                 } else {
                     match value {
-                        Some(v) => println!("{} = {v} (by {})", change.key, change.by),
-                        None => println!("{} removed (by {})", change.key, change.by),
+                        Some(v) => say!("{} = {v} (by {})", change.key, change.by),
+                        None => say!("{} removed (by {})", change.key, change.by),
                     }
                 }
             }

@@ -4,6 +4,18 @@
 //! own, joins the peers given with `--peer NAME=ENDPOINT`, does its work
 //! and leaves (PART). Values travel as MessagePack and are shown as JSON.
 
+/// `println!` for results: when stdout is a pipe whose reader has gone
+/// (`bilateral registry watch ... | head -1`), the command ends quietly
+/// instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            $crate::stdout_failed(e);
+        }
+    }};
+}
+
 mod channel;
 mod files;
 mod mesh;
@@ -152,7 +164,24 @@ enum Command {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let shown = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                || matches!(
+                    e.kind(),
+                    ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                );
+            if !shown && std::env::args().any(|a| a == "--json") {
+                // Scripts asked for JSON: the usage error is JSON too.
+                let message = e.kind().as_str().unwrap_or("bad usage").to_string();
+                Failure::Usage(format!("{message} (see bilateral --help)")).report(true);
+                return ExitCode::from(2);
+            }
+            e.exit();
+        }
+    };
     let json = cli.global.json;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -179,6 +208,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
+/// Stdout could not be written: a closed pipe ends the command with success
+/// (its reader has what it wanted), anything else is a local failure.
+fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("bilateral: cannot write to stdout: {e}");
+    std::process::exit(4);
+}
+
+/// The longest `--timeout` (a deadline further out could not be computed).
+const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// `500ms`, `5s`, `2m`, or a bare number of seconds.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -195,7 +237,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => value * 60.0,
         _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m)")),
     };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+    let d = Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))?;
+    if d > MAX_TIMEOUT {
+        return Err(format!("{text:?}: longer than a year"));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -211,6 +257,7 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5h").is_err());
         assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("9999999999999999999").is_err());
     }
 
     #[test]

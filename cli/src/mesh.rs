@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bilateral::security::{load_public_key, secret_path};
+use bilateral::security::{load_public_key, read_key_list, secret_path};
 use bilateral::{Keypair, Node, NodeBuilder, PublicKey};
 
 use crate::Global;
@@ -88,24 +88,17 @@ pub fn builder(g: &Global) -> Result<NodeBuilder, Failure> {
     Ok(builder.network(g.network.clone()).call_timeout(g.timeout))
 }
 
-/// The keys of an allow file: one Z85 key per line; blank lines and lines
-/// starting with `#` followed by a space or nothing are comments (a Z85
-/// key may itself start with `#`, and is 40 characters long).
+/// The keys of an allow file, read as the library reads them
+/// (`security::read_key_list`: one Z85 key per line, `#` comments).
 pub fn allow_file(path: &Path) -> Result<Vec<PublicKey>, Failure> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::Local(format!("--allow {}: {e}", path.display())))?;
-    let mut keys = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || (line.starts_with('#') && line.len() != 40) {
-            continue;
-        }
-        let key = PublicKey::from_z85(line).map_err(|e| {
-            Failure::Usage(format!("--allow {} line {}: {e}", path.display(), i + 1))
-        })?;
-        keys.push(key);
-    }
-    Ok(keys)
+    read_key_list(path).map_err(|e| Failure::Local(format!("--allow {}: {e}", path.display())))
+}
+
+/// Whether none of `peers` is in session any more.
+pub fn all_gone(node: &Node, peers: &[Peer]) -> bool {
+    peers
+        .iter()
+        .all(|p| node.peer_state(&p.name) != Some(bilateral::PeerState::Active))
 }
 
 /// Starts a node with the global options (no listening endpoint) and joins
@@ -147,7 +140,7 @@ pub fn keygen(g: &Global, path: &Path, force: bool) -> Result<(), Failure> {
     let keys = Keypair::generate().map_err(|e| Failure::Local(e.to_string()))?;
     let secret = keys.save(path).map_err(|e| Failure::Local(e.to_string()))?;
     if g.json {
-        println!(
+        say!(
             "{}",
             serde_json::json!({
                 "public_key": keys.public().to_z85(),
@@ -156,9 +149,9 @@ pub fn keygen(g: &Global, path: &Path, force: bool) -> Result<(), Failure> {
             })
         );
     } else {
-        println!("public key  {}", keys.public());
-        println!("public file {}", path.display());
-        println!(
+        say!("public key  {}", keys.public());
+        say!("public file {}", path.display());
+        say!(
             "secret file {} (mode 600: keep it on this machine only)",
             secret.display()
         );

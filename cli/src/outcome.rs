@@ -59,7 +59,7 @@ impl Failure {
             return;
         }
         if json {
-            println!(
+            say!(
                 "{}",
                 serde_json::json!({"error": {"kind": self.kind(), "message": self.message()}})
             );

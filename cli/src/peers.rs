@@ -30,7 +30,7 @@ pub fn show(g: &Global) -> Result<(), Failure> {
         .filter_map(|p| node.peer_info(&p.name))
         .collect();
     if !g.json {
-        println!(
+        say!(
             "{:<24} {:<8} {:<16} {:>9} {:>9} {:>9} {:>10} {:>10}",
             "PEER",
             "STATE",
@@ -62,7 +62,7 @@ fn print_row(g: &Global, info: &PeerInfo) {
     let s = &info.stats;
     let rtt = s.rtt_smoothed.or(s.rtt_last);
     if g.json {
-        println!(
+        say!(
             "{}",
             json!({
                 "peer": info.name.as_str(),
@@ -82,7 +82,7 @@ fn print_row(g: &Global, info: &PeerInfo) {
         );
     } else {
         let name: String = info.name.as_str().chars().take(24).collect();
-        println!(
+        say!(
             "{:<24} {:<8} {:<16} {:>9} {:>9} {:>9} {:>10} {:>10}",
             name,
             state(info.state),

@@ -50,7 +50,11 @@ pub fn run(g: &Global, command: RegistryCommand) -> Result<(), Failure> {
     }
     let result = match command {
         RegistryCommand::Ls { collection } => ls(g, &registry, collection.as_deref()),
-        RegistryCommand::Watch { collection, count } => watch(g, &registry, &collection, count),
+        RegistryCommand::Watch { collection, count } => {
+            watch(g, &registry, &collection, count, || {
+                mesh::all_gone(&node, &peers)
+            })
+        }
     };
     node.close();
     result
@@ -62,7 +66,7 @@ fn ls(g: &Global, registry: &Registry, collection: Option<&str>) -> Result<(), F
         None => registry.collections(),
     };
     if !g.json {
-        println!("{:<20} {:<20} {:<24} VALUE", "COLLECTION", "NAME", "OWNER");
+        say!("{:<20} {:<20} {:<24} VALUE", "COLLECTION", "NAME", "OWNER");
     }
     for c in collections {
         let entries = registry
@@ -77,7 +81,7 @@ fn ls(g: &Global, registry: &Registry, collection: Option<&str>) -> Result<(), F
 
 fn print_entry(g: &Global, event: &str, e: &Entry<Json>) {
     if g.json {
-        println!(
+        say!(
             "{}",
             json!({
                 "event": event,
@@ -89,28 +93,40 @@ fn print_entry(g: &Global, event: &str, e: &Entry<Json>) {
             })
         );
     } else if event == "entry" {
-        println!(
+        say!(
             "{:<20} {:<20} {:<24} {}",
-            e.collection, e.name, e.owner, e.value.0
+            e.collection,
+            e.name,
+            e.owner,
+            e.value.0
         );
     } else {
-        println!(
+        say!(
             "{event} {}/{} by {}: {}",
-            e.collection, e.name, e.owner, e.value.0
+            e.collection,
+            e.name,
+            e.owner,
+            e.value.0
         );
     }
 }
 
+/// Prints changes until `count` of them, or until every peer is gone
+/// (exit 3: nothing more can come).
 fn watch(
     g: &Global,
     registry: &Registry,
     collection: &str,
     count: Option<u64>,
+    gone: impl Fn() -> bool,
 ) -> Result<(), Failure> {
     let changes = registry.watch::<Json>(collection);
     let mut seen = 0u64;
     while count.is_none_or(|c| seen < c) {
-        let Some(event) = changes.recv_timeout(Duration::from_secs(3600)) else {
+        let Some(event) = changes.recv_timeout(Duration::from_millis(500)) else {
+            if gone() {
+                return Err(Failure::Unreachable("every peer left".to_string()));
+            }
             continue;
         };
         seen += 1;
@@ -124,12 +140,12 @@ fn watch(
                 ..
             } => {
                 if g.json {
-                    println!(
+                    say!(
                         "{}",
                         json!({"event": "removed", "collection": collection, "name": name, "owner": owner})
                     );
                 } else {
-                    println!("removed {collection}/{name} by {owner}");
+                    say!("removed {collection}/{name} by {owner}");
                 }
             }
             other => log::debug!("registry event {other:?}"),

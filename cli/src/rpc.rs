@@ -20,11 +20,11 @@ pub fn ping(g: &Global, count: u32) -> Result<(), Failure> {
             let result = node.call_one::<_, Json>(&p.name, "ping", &(), g.timeout);
             let rtt = started.elapsed();
             match result {
-                Ok(_) if g.json => println!(
+                Ok(_) if g.json => say!(
                     "{}",
                     json!({"peer": p.name, "seq": round, "rtt_us": rtt.as_micros() as u64})
                 ),
-                Ok(_) => println!(
+                Ok(_) => say!(
                     "{}: seq={round} time={:.3} ms",
                     p.name,
                     rtt.as_secs_f64() * 1e3
@@ -73,12 +73,12 @@ pub fn cast(g: &Global, method: &str, args: Option<&str>) -> Result<(), Failure>
     // Closing lets the casts leave (the sockets' linger) before the PART.
     node.close();
     if g.json {
-        println!(
+        say!(
             "{}",
             json!({"cast": method, "queued": queued, "peers": names})
         );
     } else {
-        println!("cast {method} to {queued} of {} peer(s)", names.len());
+        say!("cast {method} to {queued} of {} peer(s)", names.len());
     }
     if queued < names.len() {
         return Err(Failure::Unreachable(format!(
@@ -91,18 +91,18 @@ pub fn cast(g: &Global, method: &str, args: Option<&str>) -> Result<(), Failure>
 
 fn print_result(g: &Global, peer: &str, v: &Value, single: bool) {
     if g.json {
-        println!("{}", json!({"peer": peer, "ok": true, "result": v}));
+        say!("{}", json!({"peer": peer, "ok": true, "result": v}));
     } else if single {
-        println!("{v}");
+        say!("{v}");
     } else {
-        println!("{peer}\t{v}");
+        say!("{peer}\t{v}");
     }
 }
 
 fn print_failure(g: &Global, peer: &str, e: &CallError) {
     if g.json {
         let f = Failure::of_call(peer, e);
-        println!(
+        say!(
             "{}",
             json!({"peer": peer, "ok": false, "error": {"kind": f.kind(), "message": e.to_string()}})
         );

@@ -75,15 +75,15 @@ pub fn run(g: &Global, args: &ServeArgs) -> Result<(), Failure> {
 fn announce(g: &Global, node: &Node) {
     let endpoint = node.endpoint().unwrap_or_default();
     if g.json {
-        println!(
+        say!(
             "{}",
             serde_json::json!({
                 "name": node.name(),
                 "endpoint": endpoint,
-                "incarnation": node.incarnation(),
+                "incarnation": format!("{:016x}", node.incarnation()),
             })
         );
     } else {
-        println!("serving {} at {endpoint}", node.name());
+        say!("serving {} at {endpoint}", node.name());
     }
 }

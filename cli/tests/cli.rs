@@ -92,6 +92,16 @@ impl Drop for Server {
     }
 }
 
+/// A child process killed when the test ends, passed or not.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn json_lines(out: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(out)
         .lines()
@@ -317,13 +327,15 @@ fn channels_set_get_and_watch_through_a_served_node() {
         .args(["channel", "get", "config", "missing", "--peer", &p])
         .assert()
         .code(1);
-    let watcher = StdCommand::new(BIN)
-        .args([
-            "--json", "channel", "watch", "config", "--count", "1", "--peer", &p,
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let watcher = Killed(
+        StdCommand::new(BIN)
+            .args([
+                "--json", "channel", "watch", "config", "--count", "1", "--peer", &p,
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     // The watcher reports changes from the moment it has caught up; keep
     // writing until it has seen one (each write is confirmed by the server).
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -343,7 +355,7 @@ fn channels_set_get_and_watch_through_a_served_node() {
             ])
             .assert()
             .success();
-        if let Some(status) = watcher.try_wait().unwrap() {
+        if let Some(status) = watcher.0.try_wait().unwrap() {
             break status;
         }
         assert!(
@@ -353,7 +365,7 @@ fn channels_set_get_and_watch_through_a_served_node() {
     };
     assert!(status.success());
     let mut out = String::new();
-    std::io::Read::read_to_string(&mut watcher.stdout.take().unwrap(), &mut out).unwrap();
+    std::io::Read::read_to_string(&mut watcher.0.stdout.take().unwrap(), &mut out).unwrap();
     let change = &json_lines(out.as_bytes())[0];
     assert_eq!(change["key"], "n");
     assert!(change["value"].as_u64().is_some());
@@ -543,18 +555,27 @@ fn the_command_line_calls_the_python_peer() {
         eprintln!("skipped: python3 with pyzmq and msgpack not found");
         return;
     }
-    let mut py = StdCommand::new("python3")
-        .arg(script)
-        .args(["--name", "py", "--listen", "tcp://127.0.0.1:0"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(py.stdout.take().unwrap()).lines();
+    let mut py = Killed(
+        StdCommand::new("python3")
+            .arg(script)
+            .args(["--name", "py", "--listen", "tcp://127.0.0.1:0"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(py.0.stdout.take().unwrap()).lines();
     let line = lines.next().unwrap().unwrap();
     let ready: Value = serde_json::from_str(&line).unwrap();
-    // Its events keep coming: read them (a closed pipe would end the peer).
-    std::thread::spawn(move || lines.for_each(drop));
+    // Its events keep coming: read them all (a closed pipe would end it).
+    let (events, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = events.send(v);
+            }
+        }
+    });
     let peer = format!("py={}", ready["endpoint"].as_str().unwrap());
     bilateral()
         .args(["call", "add", "[2, 3]", "--peer", &peer])
@@ -571,6 +592,129 @@ fn the_command_line_calls_the_python_peer() {
         .assert()
         .success()
         .stdout(predicate::str::contains(r#""state":"active""#));
-    let _ = py.kill();
-    let _ = py.wait();
+    bilateral()
+        .args(["cast", "record", r#"{"from": "cli"}"#, "--peer", &peer])
+        .assert()
+        .success();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let event = seen
+            .recv_timeout(left)
+            .expect("the cast reached the Python peer");
+        if event["event"] == "cast" {
+            assert_eq!(event["args"], serde_json::json!({"from": "cli"}));
+            break;
+        }
+    }
+}
+
+#[test]
+fn scripts_get_json_usage_errors_local_failures_and_a_quiet_closed_pipe() {
+    let out = bilateral()
+        .args(["--json", "call"])
+        .assert()
+        .code(2)
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(json_lines(&out)[0]["error"]["kind"], "usage");
+    let dir = TempDir::new("local");
+    bilateral()
+        .arg("send")
+        .arg(&dir.0)
+        .args(["--peer", "x=tcp://127.0.0.1:1"])
+        .assert()
+        .code(4);
+    bilateral()
+        .args(["--timeout", "99999999999", "peers"])
+        .assert()
+        .code(2);
+    // A reader that stops after one line ends the command, without a panic.
+    let server = Server::named("alpha", &[]);
+    let mut ping = Killed(
+        StdCommand::new(BIN)
+            .args([
+                "--json",
+                "ping",
+                "--count",
+                "2000",
+                "--peer",
+                &server.peer(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut first = String::new();
+    BufReader::new(ping.0.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("rtt_us"), "{first}");
+    let status = ping.0.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut ping.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{status}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_watch_ends_with_exit_3_when_its_peer_dies_and_receive_fills_a_directory() {
+    let dir = TempDir::new("watch");
+    let served = dir.path("served");
+    std::fs::create_dir_all(&served).unwrap();
+    std::fs::write(served.join("a.txt"), b"hello").unwrap();
+    let mut server = Server::named(
+        "alpha",
+        &[
+            "--dir",
+            served.to_str().unwrap(),
+            "--register",
+            "services/web=1",
+        ],
+    );
+    let into = dir.path("into");
+    std::fs::create_dir_all(&into).unwrap();
+    bilateral()
+        .args(["receive", "a.txt", "--out"])
+        .arg(&into)
+        .args(["--peer", &server.peer()])
+        .assert()
+        .success();
+    assert_eq!(std::fs::read(into.join("a.txt")).unwrap(), b"hello");
+    let mut watch = Killed(
+        StdCommand::new(BIN)
+            .args([
+                "registry",
+                "watch",
+                "services",
+                "--count",
+                "5",
+                "--peer",
+                &server.peer(),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Its first line (the entry there already) says it is watching.
+    let mut lines = BufReader::new(watch.0.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("added services/web by alpha"), "{first}");
+    std::thread::spawn(move || lines.for_each(drop));
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = watch.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watch outlived its peer"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(3));
 }
