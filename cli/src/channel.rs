@@ -7,14 +7,14 @@
 //! within the channel's `sync_interval` (5 s by default) for other nodes,
 //! so the write waits for that on top of `--timeout`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bilateral::channel::{Channel, ChannelConfig, ChannelEvent};
 use clap::Subcommand;
 use serde_json::json;
 
 use crate::Global;
-use crate::mesh::{self, Peer};
+use crate::mesh;
 use crate::outcome::Failure;
 use crate::value::{self, Json};
 
@@ -62,18 +62,15 @@ pub fn run(g: &Global, command: ChannelCommand) -> Result<(), Failure> {
     let config = ChannelConfig::default().sync_interval(SYNC);
     let channel = node.channel_with::<Json>(&name, Some(config))?;
     channel.peer(peers.iter().map(|p| p.name.clone()));
+    // Every command starts from what the peers hold (for `watch`, that is
+    // not news).
+    mesh::wait_for_all(g, &peers, "the channel's entries", |p| {
+        channel.synced_with(p)
+    })?;
     let result = match command {
-        ChannelCommand::Get { key, .. } => {
-            wait(g, &peers, "the channel's entries", |p| {
-                channel.synced_with(p)
-            })?;
-            get(g, &channel, key.as_deref())
-        }
+        ChannelCommand::Get { key, .. } => get(g, &channel, key.as_deref()),
         ChannelCommand::Set { key, value, .. } => {
             let v = value::parse(Some(&value))?;
-            wait(g, &peers, "the channel's entries", |p| {
-                channel.synced_with(p)
-            })?;
             channel
                 .set(key.clone(), Json(v.clone()))
                 .map_err(|e| Failure::Usage(format!("{name}/{key}: {e}")))?;
@@ -83,7 +80,7 @@ pub fn run(g: &Global, command: ChannelCommand) -> Result<(), Failure> {
                 timeout: g.timeout + ChannelConfig::default().sync_interval,
                 ..g.clone()
             };
-            wait(&confirm, &peers, "a confirmation of the write", |p| {
+            mesh::wait_for_all(&confirm, &peers, "a confirmation of the write", |p| {
                 channel.delivered_to(p)
             })
             .map_err(|f| Failure::Remote(f.message().to_string()))?;
@@ -98,37 +95,11 @@ pub fn run(g: &Global, command: ChannelCommand) -> Result<(), Failure> {
             Ok(())
         }
         ChannelCommand::Watch { count, .. } => {
-            // What the peers hold already is not news.
-            wait(g, &peers, "the channel's entries", |p| {
-                channel.synced_with(p)
-            })?;
             watch(g, &channel, count, || mesh::all_gone(&node, &peers))
         }
     };
     node.close();
     result
-}
-
-/// Waits until `done` holds for every peer, within the timeout.
-fn wait(
-    g: &Global,
-    peers: &[Peer],
-    what: &str,
-    done: impl Fn(&str) -> bool,
-) -> Result<(), Failure> {
-    let deadline = Instant::now() + g.timeout;
-    for p in peers {
-        while !done(&p.name) {
-            if Instant::now() >= deadline {
-                return Err(Failure::Unreachable(format!(
-                    "{}: no {what} within {:?}",
-                    p.name, g.timeout
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-    Ok(())
 }
 
 fn get(g: &Global, channel: &Channel<Json>, key: Option<&str>) -> Result<(), Failure> {

@@ -111,7 +111,7 @@ pub fn serve_dir(node: &Node, dir: &Path) -> Result<(), Failure> {
         stream.set_write_timeout(Some(SERVER_PATIENCE));
         let size = file.metadata()?.len();
         stream.write_all(&size.to_be_bytes())?;
-        let sum = copy(&mut BufReader::new(file), &mut stream, size, None)?;
+        let sum = copy(&mut BufReader::new(file), &mut stream, size)?;
         stream.write_all(&sum.to_be_bytes())?;
         stream.finish()?;
         Ok(())
@@ -150,7 +150,7 @@ fn store(stream: &mut Stream, dir: &Path, name: &str, size: u64) -> std::io::Res
     let (partial, file) = partial_beside(&dir.join(name))?;
     let result = (|| {
         let mut file = BufWriter::new(file);
-        let sum = copy(stream, &mut file, size, None)?;
+        let sum = copy(stream, &mut file, size)?;
         file.flush()?;
         check_trailer(stream, sum)?;
         std::fs::rename(&partial, dir.join(name))?;
@@ -172,12 +172,7 @@ fn check_trailer(stream: &mut impl Read, sum: u64) -> std::io::Result<()> {
 }
 
 /// Copies exactly `size` bytes, returning their checksum.
-fn copy(
-    from: &mut impl Read,
-    to: &mut impl Write,
-    size: u64,
-    mut bar: Option<&mut Progress>,
-) -> std::io::Result<u64> {
+fn copy(from: &mut impl Read, to: &mut impl Write, size: u64) -> std::io::Result<u64> {
     let mut sum = Checksum::new();
     let mut buf = vec![0u8; BLOCK];
     let mut done = 0u64;
@@ -190,9 +185,6 @@ fn copy(
         sum.update(&buf[..n]);
         to.write_all(&buf[..n])?;
         done += n as u64;
-        if let Some(bar) = bar.as_deref_mut() {
-            bar.show(done);
-        }
     }
     Ok(sum.0)
 }

@@ -94,6 +94,29 @@ pub fn allow_file(path: &Path) -> Result<Vec<PublicKey>, Failure> {
     read_key_list(path).map_err(|e| Failure::Local(format!("--allow {}: {e}", path.display())))
 }
 
+/// Waits until `done` holds for every peer, within the timeout; a peer
+/// for which it does not is unreachable (exit 3).
+pub fn wait_for_all(
+    g: &Global,
+    peers: &[Peer],
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) -> Result<(), Failure> {
+    let deadline = Instant::now() + g.timeout;
+    for p in peers {
+        while !done(&p.name) {
+            if Instant::now() >= deadline {
+                return Err(Failure::Unreachable(format!(
+                    "{}: no {what} within {:?}",
+                    p.name, g.timeout
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    Ok(())
+}
+
 /// Whether none of `peers` is in session any more.
 pub fn all_gone(node: &Node, peers: &[Peer]) -> bool {
     peers

@@ -4,7 +4,7 @@
 //! until it holds each one's record and wants none (`Registry::caught_up`),
 //! and reads.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bilateral::registry::{Entry, Registry, RegistryEvent};
 use clap::Subcommand;
@@ -36,18 +36,7 @@ pub enum RegistryCommand {
 pub fn run(g: &Global, command: RegistryCommand) -> Result<(), Failure> {
     let (node, peers) = mesh::join(g)?;
     let registry = node.registry()?;
-    let deadline = Instant::now() + g.timeout;
-    for p in &peers {
-        while !registry.caught_up(&p.name) {
-            if Instant::now() >= deadline {
-                return Err(Failure::Unreachable(format!(
-                    "{}: its registry record did not arrive within {:?}",
-                    p.name, g.timeout
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
+    mesh::wait_for_all(g, &peers, "registry record", |p| registry.caught_up(p))?;
     let result = match command {
         RegistryCommand::Ls { collection } => ls(g, &registry, collection.as_deref()),
         RegistryCommand::Watch { collection, count } => {

@@ -180,21 +180,16 @@ mod enabled {
                     counter!("bilateral_casts_served_total", "node" => node, "method" => method)
                         .increment(1);
                 }
-                JobOutcome::Reply(status, _) => {
+                JobOutcome::Reply(..) | JobOutcome::Expired => {
+                    let status = match &done.outcome {
+                        JobOutcome::Reply(status, _) => status_label(*status),
+                        _ => "expired",
+                    };
                     counter!(
                         "bilateral_requests_served_total",
                         "node" => node,
                         "method" => method,
-                        "status" => status_label(*status),
-                    )
-                    .increment(1);
-                }
-                JobOutcome::Expired => {
-                    counter!(
-                        "bilateral_requests_served_total",
-                        "node" => node,
-                        "method" => method,
-                        "status" => "expired",
+                        "status" => status,
                     )
                     .increment(1);
                 }
