@@ -147,3 +147,38 @@ fn nodes_talk_over_ipc() {
     drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn casts_queued_before_close_leave_before_the_goodbye() {
+    let b = node("cast-b");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    b.register("record", move |_c, n: u32| {
+        let _ = tx.lock().unwrap().send(n);
+        Ok(())
+    })
+    .unwrap();
+    b.register("noise", |_c, (): ()| Ok(())).unwrap();
+    // A race, so several rounds, each with a new node.
+    for round in 0..20u32 {
+        let a = node(&format!("cast-a{round}"));
+        join(&a, &b);
+        // Another thread keeps queueing while the node closes (as the
+        // built-in services do): its commands must not take ours with them.
+        let noisy = {
+            let a = a.clone();
+            std::thread::spawn(move || while matches!(a.cast("cast-b", "noise", &()), Ok(1)) {})
+        };
+        for n in 0..20 {
+            assert_eq!(a.cast("cast-b", "record", &(round * 100 + n)).unwrap(), 1);
+        }
+        // At once: the casts may still be on their way to the reactor.
+        a.close();
+        noisy.join().unwrap();
+        let mut got: Vec<u32> = (0..20)
+            .map(|_| rx.recv_timeout(PATIENCE).expect("every cast"))
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, (round * 100..round * 100 + 20).collect::<Vec<_>>());
+    }
+}

@@ -633,6 +633,7 @@ impl NodeBuilder {
                 endpoints,
                 commands: commands_tx,
                 leftovers: commands_rx,
+                reactor_gone: AtomicBool::new(false),
                 waker,
                 close_requested,
                 abort,

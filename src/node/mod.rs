@@ -88,6 +88,9 @@ pub(crate) struct Inner {
     commands: queue::QueueTx<Command>,
     /// A second receiver, to answer commands that arrive after the reactor stopped.
     leftovers: queue::QueueRx<Command>,
+    /// Set once the reactor thread has ended: from then on nobody else
+    /// takes commands from the queue.
+    reactor_gone: AtomicBool,
     waker: Arc<Waker>,
     close_requested: Arc<AtomicBool>,
     /// Set by `kill` (test support) before closing.
@@ -715,7 +718,9 @@ impl Node {
         self.inner.close_requested.load(Ordering::Acquire)
     }
 
-    /// Closes the node: PART to every peer, every pending call fails with
+    /// Closes the node: what was asked of it before (casts, calls) is
+    /// handed to the mesh first, so a queued cast leaves before the PART
+    /// that goes to every peer; then every pending call fails with
     /// [`CallError::Closed`], every socket is closed on the reactor thread,
     /// and the threads are joined (handlers still running after the shutdown
     /// grace are left to finish on their own). Idempotent; also done when the
@@ -789,9 +794,10 @@ impl Node {
         match self.inner.commands.try_send(command) {
             Ok(()) => {
                 self.inner.waker.wake();
-                if self.is_closed() && self.inner.running.lock().is_none() {
-                    // The node closed while we were queueing: nobody else
-                    // will answer what is left in the queue.
+                if self.inner.reactor_gone.load(Ordering::Acquire) {
+                    // The reactor ended while we were queueing: nobody else
+                    // will answer what is left in the queue. (While it runs,
+                    // even closing, it carries out what is queued.)
                     self.inner.refuse_leftovers();
                 }
                 Ok(())
@@ -814,6 +820,7 @@ impl Inner {
         if running.reactor.thread().id() != std::thread::current().id() {
             let _ = running.reactor.join();
         }
+        self.reactor_gone.store(true, Ordering::Release);
         running.workers.shutdown(self.shutdown_grace);
         self.membership.close();
         self.services.stop_all();

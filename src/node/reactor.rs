@@ -157,6 +157,13 @@ impl Reactor {
             }
             let now = Instant::now();
             if self.close_requested.load(Ordering::Acquire) {
+                // What was asked before the close is carried out first (a
+                // cast the caller was told is queued leaves before the
+                // PART), unless the node dies as a crash would.
+                if !self.abort.load(Ordering::Acquire) {
+                    self.drain_commands(now);
+                    self.execute();
+                }
                 break;
             }
             if ready.zap {
