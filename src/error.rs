@@ -65,6 +65,14 @@ pub enum Error {
     /// The operation needs CURVE mode.
     #[error("the node does not run CURVE")]
     NotCurve,
+    /// A message is larger than the node's `max_message_size`.
+    #[error("message of {size} bytes is larger than max_message_size ({limit})")]
+    TooLarge {
+        /// The message's size on the wire.
+        size: usize,
+        /// The node's `max_message_size`.
+        limit: usize,
+    },
     /// A bounded queue is full; try again later.
     #[error("overloaded: {0}")]
     Overloaded(&'static str),

@@ -497,3 +497,95 @@ fn a_typed_error_crosses_the_wire_and_decodes_into_the_callers_type() {
     assert_eq!(e.data::<LookupError>(), None);
     assert_eq!(a.call_one::<_, u32>("b", "parse", &"41", PATIENCE), Ok(41));
 }
+
+/// A call whose request or reply is over a node's `max_message_size` fails
+/// at once with `TooLarge`, naming the side whose limit it met, instead of
+/// waiting out its deadline; casts over the sender's limit are refused; the
+/// session goes on serving calls that fit.
+#[test]
+fn messages_over_max_message_size_fail_at_once_with_too_large() {
+    use serde_bytes::ByteBuf;
+    const LIMIT: usize = 64 * 1024;
+    let small = builder("small").max_message_size(LIMIT).start().unwrap();
+    let big = node("big");
+    for n in [&small, &big] {
+        n.register("echo", |_c, b: ByteBuf| Ok(b)).unwrap();
+        n.register("grow", |_c, len: usize| Ok(ByteBuf::from(vec![3u8; len])))
+            .unwrap();
+    }
+    join(&big, &small);
+    // Long enough that a call left to time out would fail the test by its
+    // variant (and its length), never by a timing assertion.
+    let patience = Duration::from_secs(30);
+    let bytes = |n: usize| ByteBuf::from(vec![7u8; n]);
+    let call = |from: &bilateral::Node, to: &str, method: &str, args: &dyn erased::Args| {
+        args.call(from, to, method, patience)
+    };
+
+    // Requests: one frame (100 KiB, under a chunk) and fragmented (300 KiB),
+    // over the callee's limit; then over the caller's own.
+    for n in [100 * 1024, 300 * 1024] {
+        let r = call(&big, "small", "echo", &bytes(n));
+        assert_eq!(r, Err(CallError::TooLarge(Side::Remote)), "request of {n}");
+        let r = call(&small, "big", "echo", &bytes(n));
+        assert_eq!(
+            r,
+            Err(CallError::TooLarge(Side::Local)),
+            "own request of {n}"
+        );
+    }
+    // Replies: over the callee's own limit, and over the caller's.
+    let r = call(&big, "small", "grow", &(100 * 1024usize));
+    assert_eq!(r, Err(CallError::TooLarge(Side::Remote)));
+    for n in [100 * 1024usize, 300 * 1024] {
+        let r = call(&small, "big", "grow", &n);
+        assert_eq!(r, Err(CallError::TooLarge(Side::Local)), "reply of {n}");
+    }
+    // A cast over the sender's limit is refused before it leaves.
+    match small.cast("big", "echo", &bytes(100 * 1024)) {
+        Err(bilateral::Error::TooLarge { size, limit }) => {
+            assert!(size > LIMIT);
+            assert_eq!(limit, LIMIT);
+        }
+        other => panic!("an oversized cast gave {other:?}"),
+    }
+    // What fits still goes both ways.
+    assert_eq!(call(&big, "small", "echo", &bytes(1024)), Ok(1024));
+    assert_eq!(
+        call(&small, "big", "grow", &(32 * 1024usize)),
+        Ok(32 * 1024)
+    );
+    assert!(small.stats().oversized >= 2, "{:?}", small.stats());
+}
+
+/// Calls of `echo` or `grow` with different argument types, as one closure.
+mod erased {
+    use std::time::Duration;
+
+    use bilateral::{CallError, Node};
+    use serde_bytes::ByteBuf;
+
+    pub trait Args {
+        /// Calls `method` on `to`; on success, the reply's length.
+        fn call(
+            &self,
+            from: &Node,
+            to: &str,
+            method: &str,
+            t: Duration,
+        ) -> Result<usize, CallError>;
+    }
+
+    impl<T: serde::Serialize> Args for T {
+        fn call(
+            &self,
+            from: &Node,
+            to: &str,
+            method: &str,
+            t: Duration,
+        ) -> Result<usize, CallError> {
+            from.call_one::<_, ByteBuf>(to, method, self, t)
+                .map(|b| b.len())
+        }
+    }
+}

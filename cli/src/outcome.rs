@@ -1,7 +1,7 @@
 //! How a command fails: a kind a script can rely on (its exit code and its
 //! `kind` in JSON) and a message for people.
 
-use bilateral::{CallError, Error, StreamError};
+use bilateral::{CallError, Error, Side, StreamError};
 
 /// Why a command failed.
 #[derive(Debug)]
@@ -77,7 +77,7 @@ impl Failure {
             | CallError::Unreachable(_)
             | CallError::UnknownPeer => Failure::Unreachable(text),
             CallError::Local(_) => Failure::Usage(text),
-            CallError::Closed => Failure::Local(text),
+            CallError::Closed | CallError::TooLarge(Side::Local) => Failure::Local(text),
             _ => Failure::Remote(text),
         }
     }

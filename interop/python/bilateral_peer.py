@@ -119,7 +119,7 @@ PART_CLOSING, PART_DISCONNECT = 0, 1
 
 # §3.4 REPLY statuses
 ST_OK, ST_HANDLER_ERROR, ST_UNKNOWN_METHOD, ST_BAD_ARGUMENTS, ST_OVERLOADED, \
-    ST_SHUTTING_DOWN, ST_TYPED_ERROR, ST_NO_SERVICE = range(8)
+    ST_SHUTTING_DOWN, ST_TYPED_ERROR, ST_NO_SERVICE, ST_TOO_LARGE = range(9)
 
 # §13.7 RESET codes used here
 RESET_UNKNOWN_SERVICE = 1
@@ -1804,6 +1804,7 @@ class Node:
           5 ShuttingDown  -> "shutting_down"
           6 TypedError    -> "typed_error" (message, and "data" = the decoded error)
           7 NoService     -> "no_service" (message = the service name)
+          8 TooLarge      -> "too_large" (message = the callee's text)
           other s         -> "protocol" (status = s, message = "status s: text")
         Outcomes without a REPLY: deadline -> "timeout"; session ended ->
         "unreachable" with "reason"; no session / unknown peer / frame not
@@ -1839,7 +1840,8 @@ class Node:
             return self.finish_call(call, error=err)
         kinds = {ST_HANDLER_ERROR: "remote_error", ST_UNKNOWN_METHOD: "unknown_method",
                  ST_BAD_ARGUMENTS: "bad_arguments", ST_OVERLOADED: "overloaded",
-                 ST_SHUTTING_DOWN: "shutting_down", ST_NO_SERVICE: "no_service"}
+                 ST_SHUTTING_DOWN: "shutting_down", ST_NO_SERVICE: "no_service",
+                 ST_TOO_LARGE: "too_large"}
         text = text_payload(payload)
         if st in kinds:
             return self.finish_call(call, error={"kind": kinds[st], "status": st, "message": text})

@@ -95,6 +95,10 @@ impl<C: Clone> Mesh<C> {
         });
         // One encoding for every target; a large one is shared, not copied.
         let frame = Arc::new(request.encode(self.cfg.incarnation));
+        if frame.len() > self.cfg.limits.max_message_size {
+            (0..targets.len()).for_each(|i| refuse(self, i, CallError::TooLarge(Side::Local)));
+            return None;
+        }
         // The call is in the table before its requests leave: a request
         // that has to wait for room on its link is only sent while its call
         // still waits for that peer.
@@ -263,6 +267,7 @@ impl<C: Clone> Mesh<C> {
             ReplyStatus::NoService => Err(CallError::NoService(text())),
             ReplyStatus::BadArguments => Err(CallError::BadArguments(text())),
             ReplyStatus::Overloaded => Err(CallError::Overloaded(Side::Remote)),
+            ReplyStatus::TooLarge => Err(CallError::TooLarge(Side::Remote)),
             ReplyStatus::ShuttingDown => Err(CallError::ShuttingDown),
             ReplyStatus::Other(code) => Err(CallError::Remote(RemoteError::new(format!(
                 "status {code}: {}",
@@ -315,6 +320,27 @@ impl<C: Clone> Mesh<C> {
             payload: &payload,
         })
         .encode(self.cfg.incarnation);
+        if reply.len() > self.cfg.limits.max_message_size {
+            // Larger than this node sends: the caller is told so at once.
+            self.stats.oversized += 1;
+            log::debug!(
+                "a reply of {} bytes to {} is over max_message_size",
+                reply.len(),
+                done.peer
+            );
+            let text = format!(
+                "the reply ({} bytes) is larger than the callee's max_message_size ({})",
+                reply.len(),
+                self.cfg.limits.max_message_size
+            );
+            let refusal = Message::Reply(Reply {
+                request_id,
+                status: ReplyStatus::TooLarge,
+                payload: text.as_bytes(),
+            });
+            self.send(&done.peer, link, &refusal, Purpose::Control);
+            return;
+        }
         if !self.admits(&done.peer, reply.len()) {
             // The handler ran, but the peer cannot be made to hold its reply:
             // the caller learns that, instead of waiting out its deadline.

@@ -4,7 +4,7 @@
 
 use super::{LostReason, Rejection};
 
-/// Which side was overloaded.
+/// Which side of a call met a limit (a full queue, a message size).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
     /// This node: its command queue, send queue, pending-call table or
@@ -96,6 +96,12 @@ pub enum CallError {
     /// A queue on one side was full.
     #[error("overloaded ({0:?} side)")]
     Overloaded(Side),
+    /// A message of the call was larger than a node's `max_message_size`:
+    /// on the `Local` side, the request this node would have sent or the
+    /// reply that reached it; on the `Remote` side, the request as the peer
+    /// received it or the reply its handler computed.
+    #[error("message larger than {} max_message_size", match .0 { Side::Local => "this node's", Side::Remote => "the peer's" })]
+    TooLarge(Side),
     /// No reply by the deadline.
     #[error("timed out")]
     Timeout,

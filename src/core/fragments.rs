@@ -123,6 +123,7 @@ impl<C: Clone> Mesh<C> {
             if total > max {
                 self.recount(name);
                 self.malformed(Some(name), "oversized message", |s| &mut s.oversized);
+                self.refuse_oversized(name, link, f.payload, total);
                 return None;
             }
             let peer = self.peers.get_mut(name)?;

@@ -19,7 +19,10 @@ use super::rng::Rng;
 use super::stats::{NodeStats, PeerStats};
 use super::stream::StreamId;
 use super::streams::{IncomingStream, StreamSignal, Streams};
-use crate::protocol::{self, Envelope, Message, NodeName, RejectCode, ReplyStatus, Security};
+use crate::core::errors::{CallError, Side};
+use crate::protocol::{
+    self, CallFrame, Envelope, Message, NodeName, RejectCode, Reply, ReplyStatus, Security,
+};
 
 /// Something the I/O shell must do.
 #[derive(Debug)]
@@ -421,7 +424,7 @@ impl<C: Clone> Mesh<C> {
             });
             return None;
         };
-        let env = self.decode(Some(&name), body)?;
+        let env = self.decode(Some(&name), Link::Inbound, body)?;
         if name == self.cfg.name {
             if let Message::Join(_) = env.message {
                 self.refuse(
@@ -462,7 +465,7 @@ impl<C: Clone> Mesh<C> {
             });
             return None;
         };
-        let env = self.decode(Some(peer), body)?;
+        let env = self.decode(Some(peer), Link::Outbound, body)?;
         let len = body.len();
         match env.message {
             Message::Welcome(w) => self.on_welcome(peer, env.incarnation, &w, len, now),
@@ -476,9 +479,17 @@ impl<C: Clone> Mesh<C> {
     }
 
     /// Size check and decoding; counts and logs whatever fails.
-    fn decode<'b>(&mut self, from: Option<&NodeName>, body: &'b [u8]) -> Option<Envelope<'b>> {
+    fn decode<'b>(
+        &mut self,
+        from: Option<&NodeName>,
+        link: Link,
+        body: &'b [u8],
+    ) -> Option<Envelope<'b>> {
         if body.len() > self.cfg.limits.max_message_size {
             self.malformed(from, "oversized frame", |s| &mut s.oversized);
+            if let Some(peer) = from {
+                self.refuse_oversized(peer, link, body, body.len());
+            }
             return None;
         }
         match protocol::decode(body) {
@@ -487,6 +498,58 @@ impl<C: Clone> Mesh<C> {
                 log::debug!("undecodable frame from {from:?}: {e}");
                 self.malformed(from, "undecodable frame", |s| &mut s.malformed);
                 None
+            }
+        }
+    }
+
+    /// A REQUEST or REPLY of `size` bytes, from a peer in session, that is
+    /// over `max_message_size` (`start`: the frame or its first piece) and
+    /// was dropped: the peer's caller is answered TooLarge, or this node's
+    /// own call settled, instead of either waiting out its deadline.
+    pub(super) fn refuse_oversized(
+        &mut self,
+        peer: &NodeName,
+        link: Link,
+        start: &[u8],
+        size: usize,
+    ) {
+        if self.peers.get(peer).is_none_or(|p| p.session.is_none()) {
+            return;
+        }
+        // The first piece of a fragmented message can itself be over the
+        // limit (a peer's chunks may be larger): the call is in its payload.
+        let call = match protocol::call_id_of(start) {
+            Some(call) => Some((call, size)),
+            None => match protocol::decode(start) {
+                Ok(Envelope {
+                    message: Message::Fragment(f),
+                    ..
+                }) if f.offset == 0 => protocol::call_id_of(f.payload)
+                    .map(|call| (call, usize::try_from(f.total).unwrap_or(usize::MAX))),
+                _ => None,
+            },
+        };
+        let Some(((kind, request_id), size)) = call else {
+            return;
+        };
+        match kind {
+            CallFrame::Request => {
+                let text = format!(
+                    "the request ({size} bytes) is larger than the callee's max_message_size ({})",
+                    self.cfg.limits.max_message_size
+                );
+                let reply = Message::Reply(Reply {
+                    request_id,
+                    status: ReplyStatus::TooLarge,
+                    payload: text.as_bytes(),
+                });
+                self.send(peer, link, &reply, Purpose::Control);
+            }
+            CallFrame::Reply => {
+                let outcome = Err(CallError::TooLarge(Side::Local));
+                if let Some(resolved) = self.calls.resolve(request_id, peer, outcome) {
+                    self.push_resolved(vec![resolved]);
+                }
             }
         }
     }

@@ -644,6 +644,7 @@ impl NodeBuilder {
                 running: Mutex::new(Some(Running { reactor, workers })),
                 shutdown_grace: self.shutdown_grace,
                 call_timeout: self.call_timeout,
+                max_message_size: self.limits.max_message_size,
                 public_key: self.curve.as_ref().map(|k| *k.public()),
                 services,
                 membership,

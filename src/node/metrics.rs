@@ -42,6 +42,7 @@ fn outcome_label(outcome: &crate::core::Outcome) -> &'static str {
         Err(E::BadArguments(_)) => "bad_arguments",
         Err(E::BadReply(_)) => "bad_reply",
         Err(E::Overloaded(_)) => "overloaded",
+        Err(E::TooLarge(_)) => "too_large",
         Err(E::Timeout) => "timeout",
         Err(E::PeerLost(_)) => "peer_lost",
         Err(E::Unreachable(_)) => "unreachable",
@@ -261,6 +262,7 @@ mod enabled {
             ReplyStatus::ShuttingDown => "shutting_down",
             ReplyStatus::TypedError => "typed_error",
             ReplyStatus::NoService => "no_service",
+            ReplyStatus::TooLarge => "too_large",
             ReplyStatus::Other(_) => "other",
         }
     }

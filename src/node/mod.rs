@@ -103,6 +103,8 @@ pub(crate) struct Inner {
     running: Mutex<Option<Running>>,
     shutdown_grace: Duration,
     call_timeout: Duration,
+    /// The largest message this node sends or takes (a cast over it is refused).
+    max_message_size: usize,
     /// CURVE mode: this node's public key.
     public_key: Option<PublicKey>,
     /// The built-in services running on the node (channels, ...).
@@ -602,7 +604,9 @@ impl Node {
     /// Sends a one-way call to the peers in `to`; nothing comes back.
     ///
     /// Returns how many peers it was queued for (those in session). Delivery
-    /// is best effort: a cast to a peer that is lost on the way is gone.
+    /// is best effort: a cast to a peer that is lost on the way is gone, and
+    /// so is one over the receiver's `max_message_size`. A cast over this
+    /// node's own `max_message_size` fails with [`Error::TooLarge`].
     pub fn cast<A>(&self, to: impl Into<To>, method: &str, args: &A) -> Result<usize, Error>
     where
         A: Serialize + ?Sized,
@@ -612,6 +616,17 @@ impl Node {
             reason,
         })?;
         let args = handlers::encode(args).map_err(Error::Encode)?;
+        let size = crate::protocol::Message::Cast(crate::protocol::Cast {
+            method,
+            args: &args,
+        })
+        .frame_len();
+        if size > self.inner.max_message_size {
+            return Err(Error::TooLarge {
+                size,
+                limit: self.inner.max_message_size,
+            });
+        }
         let targets: Vec<NodeName> = {
             let directory = self.inner.directory.read();
             match to.into() {

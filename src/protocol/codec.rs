@@ -256,6 +256,13 @@ impl Message<'_> {
         out
     }
 
+    /// The length of this message's frame: exact for the kinds that carry a
+    /// payload (REQUEST, REPLY, CAST, OPEN, DATA, FRAGMENT), an estimate
+    /// for the small control messages.
+    pub fn frame_len(&self) -> usize {
+        HEADER_LEN + self.payload_hint()
+    }
+
     fn payload_hint(&self) -> usize {
         match self {
             Message::Request(r) => 13 + r.method.len() + r.args.len(),
@@ -450,9 +457,34 @@ pub fn set_request_timeout(frame: &mut [u8], timeout_ms: u32) -> bool {
 /// The request id of an encoded REQUEST from its first bytes (enough of it
 /// to read the id, as in the first piece of a fragmented one).
 pub fn request_id_of(start: &[u8]) -> Option<u64> {
-    if start.first() != Some(&WIRE_VERSION) || start.get(1) != Some(&REQUEST) {
+    match call_id_of(start) {
+        Some((CallFrame::Request, id)) => Some(id),
+        _ => None,
+    }
+}
+
+/// Which side of a call a frame (or its first piece) belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallFrame {
+    /// A REQUEST: its sender waits for a REPLY.
+    Request,
+    /// A REPLY: the receiver has a call waiting for it.
+    Reply,
+}
+
+/// The kind and request id of a REQUEST or REPLY frame from its first bytes
+/// alone (both carry the id right after the header), without decoding the
+/// rest: what a node needs to answer, or to settle, a call whose frame it
+/// will not take whole.
+pub fn call_id_of(start: &[u8]) -> Option<(CallFrame, u64)> {
+    if start.first() != Some(&WIRE_VERSION) {
         return None;
     }
+    let kind = match *start.get(1)? {
+        REQUEST => CallFrame::Request,
+        REPLY => CallFrame::Reply,
+        _ => return None,
+    };
     let id = start.get(HEADER_LEN..HEADER_LEN + 8)?;
-    Some(u64::from_be_bytes(id.try_into().ok()?))
+    Some((kind, u64::from_be_bytes(id.try_into().ok()?)))
 }

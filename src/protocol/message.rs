@@ -259,6 +259,9 @@ pub enum ReplyStatus {
     /// The method is in the built-in services' namespace (`bilateral.…`)
     /// and the callee does not run that service (payload: its name).
     NoService,
+    /// The request, or the reply the handler computed, is larger than the
+    /// callee's `max_message_size` (payload: UTF-8 text with both sizes).
+    TooLarge,
     /// A status this implementation does not know.
     Other(u8),
 }
@@ -274,6 +277,7 @@ impl ReplyStatus {
             ReplyStatus::ShuttingDown => 5,
             ReplyStatus::TypedError => 6,
             ReplyStatus::NoService => 7,
+            ReplyStatus::TooLarge => 8,
             ReplyStatus::Other(c) => c,
         }
     }
@@ -288,6 +292,7 @@ impl ReplyStatus {
             5 => ReplyStatus::ShuttingDown,
             6 => ReplyStatus::TypedError,
             7 => ReplyStatus::NoService,
+            8 => ReplyStatus::TooLarge,
             c => ReplyStatus::Other(c),
         }
     }

@@ -12,7 +12,9 @@ mod name;
 
 #[cfg(test)]
 pub use codec::DecodeError;
-pub use codec::{decode, request_id_of, set_request_timeout, write_data_header};
+pub use codec::{
+    CallFrame, call_id_of, decode, request_id_of, set_request_timeout, write_data_header,
+};
 pub use message::{
     Cast, Data, Envelope, Fragment, Join, Message, Open, PartReason, Reject, RejectCode, Reply,
     ReplyStatus, Request, Reset, ResetCode, Security, Status, Welcome,

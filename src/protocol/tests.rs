@@ -369,3 +369,40 @@ fn payload_headers_have_their_documented_lengths() {
     });
     assert_eq!(fragment.encode(1).len(), FRAGMENT_HEADER_LEN);
 }
+
+#[test]
+fn frame_len_is_exact_for_the_kinds_with_a_payload() {
+    for m in samples() {
+        let exact = matches!(
+            m,
+            Message::Request(_)
+                | Message::Reply(_)
+                | Message::Cast(_)
+                | Message::Open(_)
+                | Message::Data(_)
+                | Message::Fragment(_)
+        );
+        if exact {
+            assert_eq!(m.frame_len(), m.encode(5).len(), "{m:?}");
+        }
+    }
+}
+
+#[test]
+fn the_call_of_a_request_or_reply_is_read_from_its_first_bytes() {
+    for m in samples() {
+        let frame = m.encode(9);
+        let expected = match &m {
+            Message::Request(r) => Some((CallFrame::Request, r.request_id)),
+            Message::Reply(r) => Some((CallFrame::Reply, r.request_id)),
+            _ => None,
+        };
+        assert_eq!(call_id_of(&frame), expected, "{m:?}");
+        // The header and the id are enough; less is not.
+        assert_eq!(
+            call_id_of(&frame[..frame.len().min(HEADER_LEN + 8)]),
+            expected
+        );
+        assert_eq!(call_id_of(&frame[..frame.len().min(HEADER_LEN + 7)]), None);
+    }
+}

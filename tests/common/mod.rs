@@ -125,11 +125,16 @@ impl Child {
     /// Runs test `test` of this binary with `env` set to `value`, and waits
     /// for its endpoint.
     pub fn spawn(test: &str, env: &str, value: &str) -> Child {
+        Child::spawn_with(test, &[(env, value)])
+    }
+
+    /// [`Child::spawn`] with several environment variables set.
+    pub fn spawn_with(test: &str, envs: &[(&str, &str)]) -> Child {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
         let mut process = Command::new(std::env::current_exe().unwrap())
             .args([test, "--exact", "--nocapture", "--test-threads=1"])
-            .env(env, value)
+            .envs(envs.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

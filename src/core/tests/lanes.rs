@@ -197,3 +197,34 @@ fn memory_held_for_a_peer_is_released_when_its_session_ends() {
     assert_eq!(sim.mesh("b").peer_memory(&name("a")), 0);
     assert_eq!(sim.mesh("b").memory_held(), 0);
 }
+
+#[test]
+fn calls_over_a_max_message_size_fail_at_once_on_either_side() {
+    const LIMIT: usize = 64 * 1024;
+    let mut sim = Sim::new();
+    sim.add("a").mesh.cfg.limits.max_message_size = LIMIT;
+    sim.add("b");
+    sim.connect("b", "a");
+    sim.settle();
+    // Over a's limit in one frame (under b's chunk) and in pieces.
+    sim.call_with("b", "a", &[7; 100 * 1024], 1, ms(5000));
+    sim.call_with("b", "a", &[7; 300 * 1024], 2, ms(5000));
+    // Over a's own limit: nothing leaves.
+    let before = sim.count_sent("a", "REQUEST");
+    sim.call_with("a", "b", &[7; 100 * 1024], 3, ms(5000));
+    assert_eq!(sim.count_sent("a", "REQUEST"), before);
+    // Settled without any time passing: no caller waits for its deadline.
+    sim.settle();
+    let too_large = |side| vec![(0, Err(CallError::TooLarge(side)))];
+    assert_eq!(sim.results("b", 1), too_large(Side::Remote));
+    assert_eq!(sim.results("b", 2), too_large(Side::Remote));
+    assert_eq!(sim.results("a", 3), too_large(Side::Local));
+    // The one frame, and the two 128 KiB pieces (the 44 KiB last one is
+    // dropped as the rest of a message whose start was).
+    assert_eq!(sim.mesh("a").stats().oversized, 3);
+    assert!(sim.nodes["a"].jobs.is_empty(), "no handler ran");
+    // What fits still goes through.
+    sim.call_with("b", "a", &[7; 1024], 4, ms(5000));
+    sim.settle();
+    assert_eq!(sim.results("b", 4), vec![(0, Ok(vec![7; 1024]))]);
+}
