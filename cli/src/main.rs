@@ -90,7 +90,7 @@ pub struct Global {
     /// CURVE: this node's public key file (its secret beside it, `FILE_secret`), as `keygen` writes them.
     #[arg(long, global = true, value_name = "FILE")]
     key: Option<PathBuf>,
-    /// CURVE: a file of the public keys allowed to join (one Z85 key per line, `#` comments); repeatable.
+    /// CURVE: a file of the public keys allowed to join (Z85 keys one per line, `#` comments, or public key files from keygen concatenated); repeatable.
     #[arg(long, global = true, value_name = "FILE")]
     allow: Vec<PathBuf>,
     /// This node's name (plaintext; under CURVE the name is the public key).

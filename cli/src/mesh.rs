@@ -17,13 +17,24 @@ pub struct Peer {
     pub endpoint: String,
 }
 
+/// The length of a CURVE public key in Z85.
+const Z85_KEY_LEN: usize = 40;
+
 /// The peers of `--peer NAME=ENDPOINT` (NAME may be `@FILE`, a public key file).
 pub fn peers(g: &Global) -> Result<Vec<Peer>, Failure> {
     g.peers.iter().map(|p| parse_peer(p)).collect()
 }
 
 fn parse_peer(text: &str) -> Result<Peer, Failure> {
-    let Some((name, endpoint)) = text.split_once('=') else {
+    // A Z85 key (40 characters) may itself contain '=': a key followed by
+    // '=' is taken whole before the first '=' is looked for.
+    let split = match (text.get(..Z85_KEY_LEN), text.get(Z85_KEY_LEN..)) {
+        (Some(key), Some(rest)) if rest.starts_with('=') && PublicKey::from_z85(key).is_ok() => {
+            Some((key, &rest[1..]))
+        }
+        _ => text.split_once('='),
+    };
+    let Some((name, endpoint)) = split else {
         return Err(Failure::Usage(format!(
             "--peer {text:?}: expected NAME=ENDPOINT (tcp://host:port)"
         )));
@@ -89,7 +100,8 @@ pub fn builder(g: &Global) -> Result<NodeBuilder, Failure> {
 }
 
 /// The keys of an allow file, read as the library reads them
-/// (`security::read_key_list`: one Z85 key per line, `#` comments).
+/// (`security::read_key_list`: Z85 keys one per line, `#` comments, or
+/// public key files as `keygen` writes them).
 pub fn allow_file(path: &Path) -> Result<Vec<PublicKey>, Failure> {
     read_key_list(path).map_err(|e| Failure::Local(format!("--allow {}: {e}", path.display())))
 }
@@ -131,6 +143,33 @@ pub fn join(g: &Global) -> Result<(Node, Vec<Peer>), Failure> {
     let node = builder(g)?.start()?;
     connect_all(&node, &peers, g.timeout)?;
     Ok((node, peers))
+}
+
+/// A peer given on the command line, and whether it could be joined.
+pub type Joined = (Peer, Result<(), Failure>);
+
+/// Like [`join`], but a peer that cannot be joined in time is reported
+/// instead of failing the command: each peer given, in order, with whether
+/// it is in session (or why not). For commands that address every peer at
+/// once and report each (`ping`, `call`, `cast`).
+pub fn join_each(g: &Global) -> Result<(Node, Vec<Joined>), Failure> {
+    let peers = some_peers(g)?;
+    let node = builder(g)?.start()?;
+    for p in &peers {
+        node.connect(&p.name, &p.endpoint)?;
+    }
+    let deadline = Instant::now() + g.timeout;
+    let joined = peers
+        .into_iter()
+        .map(|p| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let result = node
+                .wait_for_peer(&p.name, left)
+                .map_err(|e| Failure::Unreachable(format!("{} at {}: {e}", p.name, p.endpoint)));
+            (p, result)
+        })
+        .collect();
+    Ok((node, joined))
 }
 
 /// Dials every peer and waits until each is in session.
@@ -201,6 +240,19 @@ mod tests {
                 .unwrap_err()
                 .code(),
             4
+        );
+    }
+
+    #[test]
+    fn a_z85_key_containing_equals_signs_is_a_peer_name() {
+        let key = (0..10_000)
+            .map(|_| Keypair::generate().unwrap().public().to_z85())
+            .find(|z| z.contains('='))
+            .expect("about a third of all keys hold an '='");
+        let p = parse_peer(&format!("{key}=tcp://127.0.0.1:7100")).unwrap();
+        assert_eq!(
+            (p.name.as_str(), p.endpoint.as_str()),
+            (key.as_str(), "tcp://127.0.0.1:7100")
         );
     }
 }

@@ -4,7 +4,7 @@
 use bilateral::{CallError, Error, Side, StreamError};
 
 /// Why a command failed.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Failure {
     /// The remote side failed (exit 1).
     Remote(String),

@@ -10,12 +10,19 @@ use crate::mesh;
 use crate::outcome::Failure;
 use crate::value::{self, Json};
 
-/// Calls `ping` on every peer `count` times; one line per answer.
+/// Calls `ping` on every peer `count` times; one line per answer, and one
+/// per peer that could not be joined.
 pub fn ping(g: &Global, count: u32) -> Result<(), Failure> {
-    let (node, peers) = mesh::join(g)?;
+    let (node, peers) = mesh::join_each(g)?;
     let mut failure = None;
+    for (p, joined) in &peers {
+        if let Err(f) = joined {
+            print_unreachable(g, &p.name, f);
+            failure.get_or_insert(f.clone());
+        }
+    }
     for round in 1..=count {
-        for p in &peers {
+        for (p, _) in peers.iter().filter(|(_, joined)| joined.is_ok()) {
             let started = Instant::now();
             let result = node.call_one::<_, Json>(&p.name, "ping", &(), g.timeout);
             let rtt = started.elapsed();
@@ -41,16 +48,35 @@ pub fn ping(g: &Global, count: u32) -> Result<(), Failure> {
 }
 
 /// Calls `method` on every peer; prints each peer's result (one peer: the
-/// result alone, as JSON).
+/// result alone, as JSON), in the order the peers were given, a peer that
+/// could not be joined included.
 pub fn call(g: &Global, method: &str, args: Option<&str>) -> Result<(), Failure> {
     let args = value::parse(args)?;
-    let (node, peers) = mesh::join(g)?;
-    let names: Vec<String> = peers.iter().map(|p| p.name.clone()).collect();
-    let single = names.len() == 1;
-    let responses = node.call::<_, Json>(To::peers(names), method, &args, g.timeout)?;
+    let (node, peers) = mesh::join_each(g)?;
+    let single = peers.len() == 1;
+    let names: Vec<String> = peers
+        .iter()
+        .filter(|(_, joined)| joined.is_ok())
+        .map(|(p, _)| p.name.clone())
+        .collect();
+    let responses = if names.is_empty() {
+        Vec::new()
+    } else {
+        node.call::<_, Json>(To::peers(names), method, &args, g.timeout)?
+            .into_iter()
+            .collect()
+    };
     let mut failure = None;
-    for response in responses.iter() {
-        let peer = response.peer.as_str();
+    for (p, joined) in &peers {
+        let peer = p.name.as_str();
+        if let Err(f) = joined {
+            print_unreachable(g, peer, f);
+            failure.get_or_insert(f.clone());
+            continue;
+        }
+        let Some(response) = responses.iter().find(|r| r.peer.as_str() == peer) else {
+            continue;
+        };
         match &response.result {
             Ok(Json(v)) => print_result(g, peer, v, single),
             Err(e) => {
@@ -64,12 +90,28 @@ pub fn call(g: &Global, method: &str, args: Option<&str>) -> Result<(), Failure>
     failure.map_or(Ok(()), |f| Err(Failure::Printed(Box::new(f))))
 }
 
-/// Casts `method` to every peer.
+/// Casts `method` to every peer that could be joined; says which could not.
 pub fn cast(g: &Global, method: &str, args: Option<&str>) -> Result<(), Failure> {
     let args = value::parse(args)?;
-    let (node, peers) = mesh::join(g)?;
-    let names: Vec<String> = peers.iter().map(|p| p.name.clone()).collect();
-    let queued = node.cast(To::peers(names.clone()), method, &args)?;
+    let (node, peers) = mesh::join_each(g)?;
+    let mut failure = None;
+    for (p, joined) in &peers {
+        if let Err(f) = joined {
+            print_unreachable(g, &p.name, f);
+            failure.get_or_insert(f.clone());
+        }
+    }
+    let names: Vec<String> = peers.iter().map(|(p, _)| p.name.clone()).collect();
+    let joined: Vec<String> = peers
+        .iter()
+        .filter(|(_, joined)| joined.is_ok())
+        .map(|(p, _)| p.name.clone())
+        .collect();
+    let queued = if joined.is_empty() {
+        0
+    } else {
+        node.cast(To::peers(joined.clone()), method, &args)?
+    };
     // Closing lets the casts leave (the sockets' linger) before the PART.
     node.close();
     if g.json {
@@ -80,10 +122,13 @@ pub fn cast(g: &Global, method: &str, args: Option<&str>) -> Result<(), Failure>
     } else {
         say!("cast {method} to {queued} of {} peer(s)", names.len());
     }
-    if queued < names.len() {
+    if let Some(f) = failure {
+        return Err(Failure::Printed(Box::new(f)));
+    }
+    if queued < joined.len() {
         return Err(Failure::Unreachable(format!(
             "{} peer(s) left before the cast was queued",
-            names.len() - queued
+            joined.len() - queued
         )));
     }
     Ok(())
@@ -96,6 +141,18 @@ fn print_result(g: &Global, peer: &str, v: &Value, single: bool) {
         say!("{v}");
     } else {
         say!("{peer}\t{v}");
+    }
+}
+
+/// A peer that could not be joined, as a line of its own.
+fn print_unreachable(g: &Global, peer: &str, f: &Failure) {
+    if g.json {
+        say!(
+            "{}",
+            json!({"peer": peer, "ok": false, "error": {"kind": f.kind(), "message": f.message()}})
+        );
+    } else {
+        eprintln!("{}", f.message());
     }
 }
 

@@ -262,6 +262,39 @@ fn a_multicast_prints_one_line_per_peer() {
             .iter()
             .all(|l| l["ok"] == false && l["error"]["kind"] == "remote")
     );
+    // A peer that cannot be joined gets its own line among the answers,
+    // and the exit code is that of the first failure (here: unreachable).
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let ghost = format!("ghost=tcp://127.0.0.1:{closed}");
+    for command in [
+        &["call", "ping"][..],
+        &["ping", "--count", "1"],
+        &["cast", "log", "1"],
+    ] {
+        let out = bilateral()
+            .args(["--json", "--timeout", "1s"])
+            .args(command)
+            .args(["--peer", &ghost, "--peer", &a.peer()])
+            .assert()
+            .code(3)
+            .get_output()
+            .stdout
+            .clone();
+        let lines = json_lines(&out);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["peer"] == "ghost" && l["error"]["kind"] == "unreachable"),
+            "{command:?}: {lines:?}"
+        );
+        let answered = lines
+            .iter()
+            .any(|l| l["peer"] == "alpha" || l["queued"] == 1);
+        assert!(answered, "{command:?}: alpha answered too: {lines:?}");
+    }
 }
 
 #[test]

@@ -370,8 +370,10 @@ impl NodeBuilder {
         self
     }
 
-    /// CURVE mode: adds the keys listed in a file (one Z85 key per line; `#`
-    /// starts a comment) to the allow-list when the node starts.
+    /// CURVE mode: adds the keys listed in a file to the allow-list when the
+    /// node starts: one Z85 key per line (`#` starts a comment), or public
+    /// key files as `keygen` writes them, concatenated
+    /// ([`security::read_key_list`](crate::security::read_key_list)).
     pub fn allow_keys_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.access = Access::AllowList;
         self.allowed_keys_file = Some(path.into());

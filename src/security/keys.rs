@@ -59,6 +59,13 @@ pub enum KeyError {
         /// Its permission bits.
         mode: u32,
     },
+    /// A list of allowed keys holds a secret key (a `_secret` file was
+    /// copied into it): only public keys belong there.
+    #[error("{path}: holds a secret key; a key list needs public keys only")]
+    SecretInList {
+        /// The file.
+        path: PathBuf,
+    },
     /// libzmq could not generate or derive a key.
     #[error("libzmq: {0}")]
     Zmq(#[from] zmq::Error),

@@ -117,6 +117,33 @@ fn key_lists_skip_comments_and_reject_garbage() {
 }
 
 #[test]
+fn key_lists_take_public_certificates_and_refuse_secrets() {
+    let dir = temp_dir("certs");
+    let (a, b) = (Keypair::generate().unwrap(), Keypair::generate().unwrap());
+    a.save(dir.join("a.key")).unwrap();
+    b.save(dir.join("b.key")).unwrap();
+    // `cat a.key b.key > allowed`, with a bare key after them.
+    let c = Keypair::generate().unwrap();
+    let mut list = std::fs::read_to_string(dir.join("a.key")).unwrap();
+    list += &std::fs::read_to_string(dir.join("b.key")).unwrap();
+    list += &format!("{}\n", c.public());
+    let path = dir.join("allowed");
+    std::fs::write(&path, &list).unwrap();
+    assert_eq!(
+        read_key_list(&path).unwrap(),
+        vec![*a.public(), *b.public(), *c.public()]
+    );
+    // A secret certificate in the list is a mistake worth stopping for.
+    let secret = std::fs::read_to_string(dir.join("a.key_secret")).unwrap();
+    std::fs::write(&path, list + &secret).unwrap();
+    assert!(matches!(
+        read_key_list(&path),
+        Err(KeyError::SecretInList { .. })
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn zap_requests_parse_and_replies_echo_the_request_id() {
     let key = *Keypair::generate().unwrap().public();
     let frames: Vec<&[u8]> = vec![
