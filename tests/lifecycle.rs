@@ -132,6 +132,13 @@ fn nodes_sharing_a_context_talk_over_inproc() {
         a.call_one::<_, String>("b", "hi", &(), PATIENCE).unwrap(),
         "hi a"
     );
+    // A node with a context of its own cannot reach b over inproc: it is
+    // told so at once instead of waiting for a join that cannot happen.
+    let alone = node("alone");
+    match alone.connect("b", "inproc://lifecycle-b") {
+        Err(bilateral::Error::InvalidConfig(why)) => assert!(why.contains("share"), "{why}"),
+        other => panic!("connect over inproc from its own context gave {other:?}"),
+    }
 }
 
 #[test]

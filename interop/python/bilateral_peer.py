@@ -15,9 +15,31 @@ Command line::
         [--curve-secret FILE.key_secret] [--allow FILE]... [--allow-any]
         [--heartbeat-ms N] [--lost-ms N] [--network NET] [--log-level LEVEL]
 
-Control protocol: JSON lines on stdin (commands) and stdout (responses and
-events); logs on stderr.  See ``Control`` below and README-style notes in
-GAPS.md.
+Control protocol: one JSON object per line on stdin (commands) and on
+stdout (responses and events); logs go to stderr.  A command names its
+operation in ``"op"`` and may carry an ``"id"``, echoed by its response::
+
+    {"op": "dial", "id": 1, "peer": "alpha", "endpoint": "tcp://127.0.0.1:7100"}
+    {"op": "call", "id": 2, "peer": "alpha", "method": "echo", "args": [1, 2],
+     "timeout_ms": 2000}
+    {"op": "cast", "id": 3, "peer": "alpha", "method": "log", "args": "hi"}
+    {"op": "peers", "id": 4}      {"op": "stats", "id": 5}
+    {"op": "disconnect", "id": 6, "peer": "alpha"}
+    {"op": "quit", "id": 7}       {"op": "crash"}
+
+A response is ``{"id": N, "ok": true, "result": ...}`` or ``{"id": N, "ok":
+false, "error": {"kind": ..., "message": ...}}``; the error kinds of a call
+are listed at ``Node.on_reply``.  Events have an ``"event"`` field: ``ready``
+(first line: name, endpoint(s), incarnation), ``joined``, ``left``, ``lost``
+(with ``reason``), ``cast``, ``served`` and ``dropped`` (with the counter's
+name).  ``Control`` below gives each command's fields and results.
+
+Methods this peer serves (§7): ``echo`` (returns its argument), ``add``
+(``[a, b]`` of integers -> ``a + b``, else BadArguments), ``fail`` (always a
+HandlerError), ``whoami`` (its own name), ``record`` (returns nil).  Any
+other method is UnknownMethod, and a ``bilateral.<service>.*`` method
+NoService.  Every request answered is reported as a ``served`` event.  GAPS.md lists what writing this
+peer showed to be unclear in PROTOCOL.md.
 
 JSON <-> MessagePack conventions (§7.5):
 

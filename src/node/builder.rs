@@ -645,6 +645,7 @@ impl NodeBuilder {
                 directory,
                 running: Mutex::new(Some(Running { reactor, workers })),
                 shutdown_grace: self.shutdown_grace,
+                own_context: self.context.is_none(),
                 call_timeout: self.call_timeout,
                 max_message_size: self.limits.max_message_size,
                 public_key: self.curve.as_ref().map(|k| *k.public()),

@@ -105,6 +105,9 @@ pub(crate) struct Inner {
     call_timeout: Duration,
     /// The largest message this node sends or takes (a cast over it is refused).
     max_message_size: usize,
+    /// The node made its own ZeroMQ context (no `NodeBuilder::context`), so
+    /// no other node can be reached over `inproc://`.
+    own_context: bool,
     /// CURVE mode: this node's public key.
     public_key: Option<PublicKey>,
     /// The built-in services running on the node (channels, ...).
@@ -376,7 +379,10 @@ impl Node {
     /// as long as the node runs or until [`Node::disconnect`].
     ///
     /// Returns once the link is open (not joined: see [`Node::wait_for_peer`]).
-    /// Fails for an invalid name or endpoint, or for this node's own name.
+    /// Fails for an invalid name or endpoint, or for this node's own name,
+    /// and for an `inproc://` endpoint when the node has a ZeroMQ context of
+    /// its own ([`NodeBuilder::context`]: only nodes sharing one reach each
+    /// other over `inproc://`).
     pub fn connect(&self, peer: &str, endpoint: &str) -> Result<(), Error> {
         let peer = node_name(peer)?;
         if peer == self.inner.name {
@@ -385,6 +391,13 @@ impl Node {
         if self.inner.public_key.is_some() {
             // In CURVE mode the peer's name is the key it must prove it holds.
             PublicKey::from_z85(peer.as_str())?;
+        }
+        if self.inner.own_context && endpoint.starts_with("inproc://") {
+            // It would only ever wait: inproc endpoints live in one context.
+            return Err(Error::InvalidConfig(format!(
+                "{endpoint}: inproc:// reaches only nodes that share a ZeroMQ context; \
+                 start both with NodeBuilder::context(Context::shared()?)"
+            )));
         }
         let (reply, answer) = bounded(1);
         self.send_command(Command::Connect {
