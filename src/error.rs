@@ -48,8 +48,9 @@ pub enum Error {
     /// A node cannot connect to itself.
     #[error("a node cannot connect to itself")]
     SelfConnect,
-    /// The peer refused to let this node join.
-    #[error("peer {peer:?} refused the join: {rejection}")]
+    /// The peer refused to let this node join, or the connection's own
+    /// handshake showed that it cannot (CURVE on one side only, a wrong key).
+    #[error("cannot join peer {peer:?}: {rejection}")]
     Rejected {
         /// The refusing peer.
         peer: String,

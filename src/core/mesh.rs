@@ -345,6 +345,20 @@ impl<C: Clone> Mesh<C> {
         self.calls.len()
     }
 
+    /// Whether messages for a peer in session still wait in this node for
+    /// room in its window (or are large ones not yet all sent): a node that
+    /// closes lets them leave before it says PART, for a bounded time.
+    pub fn has_unsent(&self) -> bool {
+        self.peers
+            .values()
+            .filter(|p| p.session.is_some())
+            .any(|p| {
+                p.lanes
+                    .iter()
+                    .any(|l| !l.queue.is_empty() || !l.transfers.is_empty())
+            })
+    }
+
     #[cfg(test)]
     /// A snapshot of one peer.
     pub fn peer_info(&self, name: &str) -> Option<PeerInfo> {

@@ -325,7 +325,8 @@ impl NodeBuilder {
     }
 
     /// How long closed sockets keep trying to deliver queued frames, such as
-    /// the PARTs sent at close (default 200 ms).
+    /// the PARTs sent at close, and how long a closing node first waits for
+    /// messages still queued behind a peer's window (default 200 ms).
     pub fn linger(mut self, linger: Duration) -> Self {
         self.linger = linger;
         self

@@ -121,6 +121,10 @@ impl Reactor {
         let mut window: Option<Window> = None;
         let mut permit: Option<SpinPermit> = None;
         let mut spin = Spin::new(self.options.spin);
+        // Set once a close has begun: until then, messages still waiting in
+        // the node for room in a peer's window may leave (and their
+        // acknowledgements come in) before the PART; no command is taken.
+        let mut closing: Option<Instant> = None;
         loop {
             self.publish_directory();
             let now = Instant::now();
@@ -135,11 +139,17 @@ impl Reactor {
                 Some(Duration::ZERO)
             } else {
                 self.wake_rx.before_sleep(&self.waker);
-                if self.has_queued_work() {
+                if self.has_queued_work(closing.is_some()) {
                     Some(Duration::ZERO)
                 } else {
                     let held = self.faults.as_ref().and_then(FaultInjector::poll_timeout);
-                    let next = self.mesh.poll_timeout().into_iter().chain(held).min();
+                    let next = self
+                        .mesh
+                        .poll_timeout()
+                        .into_iter()
+                        .chain(held)
+                        .chain(closing)
+                        .min();
                     next.map(|t| t.saturating_duration_since(now))
                 }
             };
@@ -156,15 +166,23 @@ impl Reactor {
                 self.wake_rx.stay_awake(&self.waker);
             }
             let now = Instant::now();
-            if self.close_requested.load(Ordering::Acquire) {
+            if closing.is_none() && self.close_requested.load(Ordering::Acquire) {
                 // What was asked before the close is carried out first (a
                 // cast the caller was told is queued leaves before the
                 // PART), unless the node dies as a crash would.
-                if !self.abort.load(Ordering::Acquire) {
-                    self.drain_commands(now);
-                    self.execute();
+                if self.abort.load(Ordering::Acquire) {
+                    break;
                 }
-                break;
+                self.drain_commands(now);
+                self.execute();
+                // Messages behind a full window wait for the peer's
+                // acknowledgements, for at most the sockets' linger.
+                closing = Some(now + self.options.linger);
+            }
+            if let Some(until) = closing {
+                if now >= until || !self.mesh.has_unsent() {
+                    break;
+                }
             }
             if ready.zap {
                 self.serve_zap();
@@ -183,7 +201,9 @@ impl Reactor {
             }
             self.release_held(now);
             let mut active = self.drain_done(now);
-            active |= self.drain_commands(now);
+            if closing.is_none() {
+                active |= self.drain_commands(now);
+            }
             // Stream work does not count as activity: spinning serves call
             // latency, and during a bulk transfer it would only take CPU from
             // the threads moving the bytes.
@@ -225,11 +245,13 @@ impl Reactor {
         self.shutdown();
     }
 
-    fn has_queued_work(&self) -> bool {
-        !self.commands.is_empty()
-            || !self.done.is_empty()
+    /// Work waiting for this turn; once `closing`, commands are no longer
+    /// taken and the close is already under way.
+    fn has_queued_work(&self, closing: bool) -> bool {
+        !self.done.is_empty()
             || self.streams.has_work()
-            || self.close_requested.load(Ordering::Acquire)
+            || (!closing
+                && (!self.commands.is_empty() || self.close_requested.load(Ordering::Acquire)))
     }
 
     /// Polls every socket and the waker.
