@@ -180,7 +180,8 @@ impl Reactor {
                 closing = Some(now + self.options.linger);
             }
             if let Some(until) = closing {
-                if now >= until || !self.mesh.has_unsent() {
+                let killed = self.abort.load(Ordering::Acquire);
+                if killed || now >= until || !self.mesh.has_unsent() {
                     break;
                 }
             }
