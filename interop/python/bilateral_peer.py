@@ -1567,7 +1567,15 @@ class Node:
                 s.reassembly_bytes -= len(old.buf)
                 self.drop("fragments_dropped", "transfer restarted")
             if msg.total > MAX_MESSAGE_SIZE:
-                return self.drop("oversized", f"fragmented message of {msg.total} bytes")
+                # §9: a REQUEST's caller is answered TooLarge instead of timing out.
+                self.drop("oversized", f"fragmented message of {msg.total} bytes")
+                if len(piece) >= 18 and piece[0] == WIRE_VERSION and piece[1] == REQUEST:
+                    rid = struct.unpack(">Q", piece[10:18])[0]
+                    text = (f"the request ({msg.total} bytes) is larger than the callee's "
+                            f"max_message_size ({MAX_MESSAGE_SIZE})").encode("utf-8")
+                    link = via if peer.usable(via) else peer.preferred()
+                    self.send_control(peer, link, encode_reply(self.incarnation, rid, ST_TOO_LARGE, text))
+                return
             if len(table) >= MAX_REASSEMBLY:
                 # §13.8 step 1: dropped and counted; a REQUEST's caller is told.
                 log.debug("%s: %d messages under reassembly", peer.name, MAX_REASSEMBLY)

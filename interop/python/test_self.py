@@ -429,6 +429,12 @@ def test_raw_peer(ctx, a: Proc):
         a.event("dropped", reason="fragments_dropped")
         raw.send(bp.encode_fragment(raw.inc, 12, 1 << 40, 0, b"x" * 5000))
         a.event("dropped", reason="oversized")
+        # a REQUEST declaring more than max_message_size is answered TooLarge (§9)
+        big = bp.encode_request(raw.inc, 4343, 5000, "echo", b"\xc0")
+        raw.send(bp.encode_fragment(raw.inc, 14, 1 << 40, 0, big + b"x" * 5000))
+        a.event("dropped", reason="oversized")
+        tl = raw.expect("Reply", pred=lambda m: m.request_id == 4343)
+        check(tl.status == bp.ST_TOO_LARGE and b"max_message_size" in tl.payload, f"TooLarge: {tl}")
         # a reassembled frame that is not REQUEST/REPLY/CAST/OPEN
         ping = bp.encode_ping(raw.inc, 1)
         raw.send(bp.encode_fragment(raw.inc, 13, len(ping), 0, ping))
