@@ -191,7 +191,7 @@ impl BuiltIn for Hub {
 /// not be sent (no session), so the replica retries it later.
 fn send(node: &Node, out: Out) -> Option<(String, String)> {
     fn cast<M: Serialize>(node: &Node, to: &str, method: &str, message: &M) -> bool {
-        matches!(node.cast(to, method, message), Ok(n) if n > 0)
+        matches!(node.service_cast(to, method, message), Ok(n) if n > 0)
     }
     match out {
         Out::Push(to, m) => {

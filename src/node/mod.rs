@@ -624,6 +624,34 @@ impl Node {
     where
         A: Serialize + ?Sized,
     {
+        self.cast_checked(to, method, args, true)
+    }
+
+    /// A built-in service's cast: not held to this node's own
+    /// `max_message_size` (a replication page goes to every peer and each
+    /// receiver applies its own limit, as for any frame).
+    pub(crate) fn service_cast<A>(
+        &self,
+        to: impl Into<To>,
+        method: &str,
+        args: &A,
+    ) -> Result<usize, Error>
+    where
+        A: Serialize + ?Sized,
+    {
+        self.cast_checked(to, method, args, false)
+    }
+
+    fn cast_checked<A>(
+        &self,
+        to: impl Into<To>,
+        method: &str,
+        args: &A,
+        size_checked: bool,
+    ) -> Result<usize, Error>
+    where
+        A: Serialize + ?Sized,
+    {
         MethodName::new(method).map_err(|reason| Error::InvalidName {
             name: method.to_string(),
             reason,
@@ -634,7 +662,7 @@ impl Node {
             args: &args,
         })
         .frame_len();
-        if size > self.inner.max_message_size {
+        if size_checked && size > self.inner.max_message_size {
             return Err(Error::TooLarge {
                 size,
                 limit: self.inner.max_message_size,

@@ -192,7 +192,7 @@ impl BuiltIn for Service {
             (out, book.poll_timeout())
         };
         for (to, message) in out {
-            if let Err(e) = node.cast(to.as_str(), message.method(), &message) {
+            if let Err(e) = node.service_cast(to.as_str(), message.method(), &message) {
                 // Anti-entropy repairs what a lost message leaves out.
                 log::debug!("registry: {} to {to} not sent: {e}", message.method());
             }
