@@ -516,11 +516,18 @@ fn messages_over_max_message_size_fail_at_once_with_too_large() {
     join(&big, &small);
     // Long enough that a call left to time out would fail the test by its
     // variant (and its length), never by a timing assertion.
-    let patience = Duration::from_secs(30);
     let bytes = |n: usize| ByteBuf::from(vec![7u8; n]);
-    let call = |from: &bilateral::Node, to: &str, method: &str, args: &dyn erased::Args| {
-        args.call(from, to, method, patience)
-    };
+    /// Calls `method` on `to`; on success, the reply's length.
+    fn call<A: serde::Serialize>(
+        from: &bilateral::Node,
+        to: &str,
+        method: &str,
+        args: &A,
+    ) -> Result<usize, CallError> {
+        let patience = Duration::from_secs(30);
+        from.call_one::<_, serde_bytes::ByteBuf>(to, method, args, patience)
+            .map(|b| b.len())
+    }
 
     // Requests: one frame (100 KiB, under a chunk) and fragmented (300 KiB),
     // over the callee's limit; then over the caller's own.
@@ -556,36 +563,4 @@ fn messages_over_max_message_size_fail_at_once_with_too_large() {
         Ok(32 * 1024)
     );
     assert!(small.stats().oversized >= 2, "{:?}", small.stats());
-}
-
-/// Calls of `echo` or `grow` with different argument types, as one closure.
-mod erased {
-    use std::time::Duration;
-
-    use bilateral::{CallError, Node};
-    use serde_bytes::ByteBuf;
-
-    pub trait Args {
-        /// Calls `method` on `to`; on success, the reply's length.
-        fn call(
-            &self,
-            from: &Node,
-            to: &str,
-            method: &str,
-            t: Duration,
-        ) -> Result<usize, CallError>;
-    }
-
-    impl<T: serde::Serialize> Args for T {
-        fn call(
-            &self,
-            from: &Node,
-            to: &str,
-            method: &str,
-            t: Duration,
-        ) -> Result<usize, CallError> {
-            from.call_one::<_, ByteBuf>(to, method, self, t)
-                .map(|b| b.len())
-        }
-    }
 }

@@ -155,35 +155,34 @@ pub type Joined = (Peer, Result<(), Failure>);
 pub fn join_each(g: &Global) -> Result<(Node, Vec<Joined>), Failure> {
     let peers = some_peers(g)?;
     let node = builder(g)?.start()?;
-    for p in &peers {
-        node.connect(&p.name, &p.endpoint)?;
-    }
-    let deadline = Instant::now() + g.timeout;
-    let joined = peers
-        .into_iter()
-        .map(|p| {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let result = node
-                .wait_for_peer(&p.name, left)
-                .map_err(|e| Failure::Unreachable(format!("{} at {}: {e}", p.name, p.endpoint)));
-            (p, result)
-        })
-        .collect();
-    Ok((node, joined))
+    let joined = connect_each(&node, &peers, g.timeout)?;
+    Ok((node, peers.into_iter().zip(joined).collect()))
 }
 
 /// Dials every peer and waits until each is in session.
 pub fn connect_all(node: &Node, peers: &[Peer], timeout: Duration) -> Result<(), Failure> {
+    connect_each(node, peers, timeout)?.into_iter().collect()
+}
+
+/// Dials every peer, then waits for each in turn within one deadline: for
+/// each, whether it is in session (or why not).
+fn connect_each(
+    node: &Node,
+    peers: &[Peer],
+    timeout: Duration,
+) -> Result<Vec<Result<(), Failure>>, Failure> {
     for p in peers {
         node.connect(&p.name, &p.endpoint)?;
     }
     let deadline = Instant::now() + timeout;
-    for p in peers {
-        let left = deadline.saturating_duration_since(Instant::now());
-        node.wait_for_peer(&p.name, left)
-            .map_err(|e| Failure::Unreachable(format!("{} at {}: {e}", p.name, p.endpoint)))?;
-    }
-    Ok(())
+    Ok(peers
+        .iter()
+        .map(|p| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            node.wait_for_peer(&p.name, left)
+                .map_err(|e| Failure::Unreachable(format!("{} at {}: {e}", p.name, p.endpoint)))
+        })
+        .collect())
 }
 
 /// `keygen`: a key pair as files.

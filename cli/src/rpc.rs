@@ -6,7 +6,7 @@ use bilateral::{CallError, To};
 use serde_json::{Value, json};
 
 use crate::Global;
-use crate::mesh;
+use crate::mesh::{self, Joined};
 use crate::outcome::Failure;
 use crate::value::{self, Json};
 
@@ -14,13 +14,7 @@ use crate::value::{self, Json};
 /// per peer that could not be joined.
 pub fn ping(g: &Global, count: u32) -> Result<(), Failure> {
     let (node, peers) = mesh::join_each(g)?;
-    let mut failure = None;
-    for (p, joined) in &peers {
-        if let Err(f) = joined {
-            print_unreachable(g, &p.name, f);
-            failure.get_or_insert(f.clone());
-        }
-    }
+    let mut failure = report_unjoined(g, &peers);
     for round in 1..=count {
         for (p, _) in peers.iter().filter(|(_, joined)| joined.is_ok()) {
             let started = Instant::now();
@@ -54,11 +48,7 @@ pub fn call(g: &Global, method: &str, args: Option<&str>) -> Result<(), Failure>
     let args = value::parse(args)?;
     let (node, peers) = mesh::join_each(g)?;
     let single = peers.len() == 1;
-    let names: Vec<String> = peers
-        .iter()
-        .filter(|(_, joined)| joined.is_ok())
-        .map(|(p, _)| p.name.clone())
-        .collect();
+    let names = joined_names(&peers);
     let responses = if names.is_empty() {
         Vec::new()
     } else {
@@ -94,19 +84,9 @@ pub fn call(g: &Global, method: &str, args: Option<&str>) -> Result<(), Failure>
 pub fn cast(g: &Global, method: &str, args: Option<&str>) -> Result<(), Failure> {
     let args = value::parse(args)?;
     let (node, peers) = mesh::join_each(g)?;
-    let mut failure = None;
-    for (p, joined) in &peers {
-        if let Err(f) = joined {
-            print_unreachable(g, &p.name, f);
-            failure.get_or_insert(f.clone());
-        }
-    }
+    let failure = report_unjoined(g, &peers);
     let names: Vec<String> = peers.iter().map(|(p, _)| p.name.clone()).collect();
-    let joined: Vec<String> = peers
-        .iter()
-        .filter(|(_, joined)| joined.is_ok())
-        .map(|(p, _)| p.name.clone())
-        .collect();
+    let joined = joined_names(&peers);
     let queued = if joined.is_empty() {
         0
     } else {
@@ -142,6 +122,28 @@ fn print_result(g: &Global, peer: &str, v: &Value, single: bool) {
     } else {
         say!("{peer}\t{v}");
     }
+}
+
+/// The names of the peers that could be joined.
+fn joined_names(peers: &[Joined]) -> Vec<String> {
+    peers
+        .iter()
+        .filter(|(_, joined)| joined.is_ok())
+        .map(|(p, _)| p.name.clone())
+        .collect()
+}
+
+/// Prints a line for each peer that could not be joined; the first one's
+/// failure gives the exit code.
+fn report_unjoined(g: &Global, peers: &[Joined]) -> Option<Failure> {
+    let mut first = None;
+    for (p, joined) in peers {
+        if let Err(f) = joined {
+            print_unreachable(g, &p.name, f);
+            first.get_or_insert_with(|| f.clone());
+        }
+    }
+    first
 }
 
 /// A peer that could not be joined, as a line of its own.

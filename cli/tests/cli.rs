@@ -102,6 +102,12 @@ impl Drop for Killed {
     }
 }
 
+/// A loopback port nobody listens on: one this process just had and closed.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
 fn json_lines(out: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(out)
         .lines()
@@ -264,11 +270,7 @@ fn a_multicast_prints_one_line_per_peer() {
     );
     // A peer that cannot be joined gets its own line among the answers,
     // and the exit code is that of the first failure (here: unreachable).
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let ghost = format!("ghost=tcp://127.0.0.1:{closed}");
+    let ghost = format!("ghost=tcp://127.0.0.1:{}", closed_port());
     for command in [
         &["call", "ping"][..],
         &["ping", "--count", "1"],
@@ -317,11 +319,7 @@ fn exit_codes_tell_remote_usage_and_unreachable_apart() {
         .code(2);
     bilateral().args(["call", "echo"]).assert().code(2);
     bilateral().args(["frobnicate"]).assert().code(2);
-    // Nobody listens there (a port this test just had and closed).
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let closed = closed_port();
     let out = bilateral()
         .args(["--json", "--timeout", "500ms", "call", "echo", "1"])
         .arg("--peer")
